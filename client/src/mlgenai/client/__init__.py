@@ -1,0 +1,105 @@
+"""The hand-written layer of the mlgenai client.
+
+>>> from mlgenai.client import connect
+>>> with connect("127.0.0.1:50051") as client:
+...     exp = client.create_experiment("my-agent", tags={"team": "search"})
+...     for e in client.search_experiments("tags.team = 'search'"):
+...         print(e["experiment_id"], e["name"])
+
+``client.experiments`` (and one attribute per service) is the generated stub itself, for callers
+who want protobuf messages; the helper methods take and return plain Python values. Every call
+has a default deadline, is retried on UNAVAILABLE, and raises :class:`MlgenaiError` subclasses
+that carry the status code, ``reason`` and field violations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from mlgenai.client._experiments import ExperimentsMixin
+from mlgenai.client.channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RETRY, RetryPolicy, open_channel
+from mlgenai.client.convert import from_struct, from_value, to_dict, to_struct, to_value
+from mlgenai.client.errors import (
+    AbortedError,
+    AlreadyExistsError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    FieldViolation,
+    InternalError,
+    InvalidArgumentError,
+    MlgenaiError,
+    NotFoundError,
+    ResourceExhaustedError,
+    UnavailableError,
+    from_rpc_error,
+)
+from mlgenai.client.paging import iter_pages
+from mlgenai.v1.experiment_service_pb2_grpc import ExperimentServiceStub
+
+__all__ = [
+    "AbortedError",
+    "AlreadyExistsError",
+    "Client",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "InternalError",
+    "InvalidArgumentError",
+    "MlgenaiError",
+    "NotFoundError",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "UnavailableError",
+    "connect",
+    "from_rpc_error",
+    "from_struct",
+    "from_value",
+    "iter_pages",
+    "to_dict",
+    "to_struct",
+    "to_value",
+]
+
+
+class Client(ExperimentsMixin):
+    """Stubs for every mlgenai service over one channel, plus dict-level helpers."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self.experiments = ExperimentServiceStub(channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def connect(
+    target: str = "127.0.0.1:50051",
+    *,
+    timeout: float | None = 30.0,
+    retry: RetryPolicy | None = DEFAULT_RETRY,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    credentials: grpc.ChannelCredentials | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+) -> Client:
+    """Connect to an mlgenai server (the channel connects lazily, on the first call)."""
+    channel = open_channel(
+        target,
+        timeout=timeout,
+        retry=retry,
+        max_message_bytes=max_message_bytes,
+        credentials=credentials,
+        options=options,
+    )
+    return Client(channel)

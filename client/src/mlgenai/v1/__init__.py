@@ -1,0 +1,1 @@
+"""Generated from proto/mlgenai/v1 by client/scripts/generate.py. Do not edit."""

@@ -1,0 +1,109 @@
+"""One engine factory for both backends.
+
+``sqlite:///path`` (the embedded default) and ``postgresql+psycopg://…`` (production). A plain
+``postgresql://`` or ``postgres://`` URL is taken to mean psycopg 3.
+
+SQLite connections get, on every connect: ``foreign_keys=ON``, ``journal_mode=WAL``,
+``synchronous=NORMAL`` (durable against a crash of the process, which is what §1.11 promises),
+a ``busy_timeout``, case-sensitive ``LIKE`` (the filter language is case-sensitive on every
+backend, §1.6) and a ``REGEXP`` function for ``RLIKE``. Write transactions start with
+``BEGIN IMMEDIATE`` (see ``store/uow.py``) so two writers never deadlock on lock upgrade.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import NullPool
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Map ``postgres://``/``postgresql://`` to the psycopg 3 driver; reject other backends."""
+    u = make_url(url)
+    backend = u.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        return u.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if u.drivername not in ("sqlite", "sqlite+pysqlite"):
+            raise ValueError(f"unsupported SQLite driver {u.drivername!r}; use sqlite:///path")
+        return u
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:///… or postgresql+psycopg://…")
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _regexp(pattern: str | None, value: Any) -> bool | None:
+    if pattern is None or value is None:
+        return None
+    return _compiled(pattern).search(str(value)) is not None
+
+
+def _on_sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # Let SQLAlchemy, not the driver, decide when transactions begin (see uow.py).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA case_sensitive_like=ON")
+    cur.close()
+    dbapi_conn.create_function("regexp", 2, _regexp, deterministic=True)
+
+
+def _on_sqlite_begin(conn: sa.Connection) -> None:
+    # ``sqlite_begin="IMMEDIATE"`` (set by write units of work) takes the write lock up front.
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str | URL, *, pool_size: int = 20, echo: bool = False) -> Engine:
+    """Create the engine for ``url`` with the settings this service relies on."""
+    u = normalize_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database in (None, "", ":memory:"):
+            # An in-memory database exists once per connection: everyone shares one.
+            engine = sa.create_engine(
+                u, echo=echo, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            engine = sa.create_engine(
+                u,
+                echo=echo,
+                poolclass=sa.pool.QueuePool,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            )
+        sa.event.listen(engine, "connect", _on_sqlite_connect)
+        sa.event.listen(engine, "begin", _on_sqlite_begin)
+        return engine
+    return sa.create_engine(
+        u,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        # psycopg 3 prepares a statement server-side after it has run this many times.
+        connect_args={"prepare_threshold": 5, "connect_timeout": 10},
+    )
+
+
+def make_admin_engine(url: str | URL) -> Engine:
+    """An AUTOCOMMIT engine without pooling, for CREATE/DROP DATABASE and similar."""
+    return sa.create_engine(normalize_url(url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"

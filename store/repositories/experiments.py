@@ -1,0 +1,273 @@
+"""Experiments (SPEC §2): create, read, rename, soft delete, tags, search.
+
+Names are unique among all experiments, deleted ones included (``uq_experiments_name``).
+Writes into a deleted experiment are FAILED_PRECONDITION (``require_active``, used by every
+aggregate that lives in an experiment). Row locks: the writes that depend on the experiment's
+state start with an UPDATE of its row (bumping ``update_time``), which locks it on PostgreSQL
+until commit; on SQLite the write transaction already holds the database lock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from store.domain import ACTIVE, DELETED, Experiment, Page, SearchQuery
+from store.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from store.limits import ID_INT_MAX, TAGS_PER_ENTITY_MAX
+from store.orm.base import table
+from store.orm.experiments import ExperimentRow, ExperimentTagRow
+from store.query.filter_sql import Field, FilterSpec, Kind, MapField
+from store.query.filters import Scalar, filter_error
+from store.query.keyset import OrderKey, OrderSpec
+from store.query.search import run_search
+
+if TYPE_CHECKING:
+    from store.uow import UnitOfWork
+
+E = table(ExperimentRow)
+T = table(ExperimentTagRow)
+_DECIMAL = re.compile(r"[0-9]{1,19}")
+_COLUMNS = (E.c.experiment_id, E.c.name, E.c.artifact_location, E.c.lifecycle_stage, E.c.create_time, E.c.update_time)
+
+
+def _id_literal(value: Scalar) -> Scalar:
+    """Experiment ids are strings on the wire: accept '5' as well as 5 in filters."""
+    if isinstance(value, str) and _DECIMAL.fullmatch(value) and int(value) <= ID_INT_MAX:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise filter_error(f"experiment_id values are decimal integers, got {str(value)[:40]!r}")
+
+
+def _attr(*names: str) -> tuple[str, ...]:
+    return tuple(n for name in names for n in (name, f"attributes.{name}", f"attribute.{name}"))
+
+
+FILTERS = FilterSpec(
+    fields=(
+        Field(_attr("name"), E.c.name),
+        Field(_attr("experiment_id"), E.c.experiment_id, Kind.INTEGER, coerce=_id_literal),
+        Field(_attr("create_time", "creation_time"), E.c.create_time, Kind.TIMESTAMP_MS),
+        Field(_attr("update_time", "last_update_time"), E.c.update_time, Kind.TIMESTAMP_MS),
+    ),
+    maps=(
+        MapField(
+            ("tags", "tag"),
+            link=T.c.experiment_id == E.c.experiment_id,
+            key_column=T.c.key,
+            value_column=T.c.value,
+        ),
+    ),
+)
+
+ORDER = OrderSpec(
+    keys=(
+        OrderKey(_attr("name"), E.c.name),
+        OrderKey(_attr("experiment_id"), E.c.experiment_id),
+        OrderKey(_attr("create_time", "creation_time"), E.c.create_time),
+        OrderKey(_attr("update_time", "last_update_time"), E.c.update_time),
+    ),
+    default=("create_time DESC",),
+    tiebreaker="experiment_id",
+)
+
+
+def parse_experiment_id(experiment_id: str, field: str = "experiment_id") -> int:
+    """The integer behind an experiment id string; INVALID_ARGUMENT if it is not one."""
+    if not experiment_id:
+        raise InvalidArgument.field(field, "required")
+    if not _DECIMAL.fullmatch(experiment_id) or int(experiment_id) > ID_INT_MAX:
+        raise InvalidArgument.field(field, f"{experiment_id[:40]!r} is not an experiment id (a decimal integer)")
+    return int(experiment_id)
+
+
+def not_found(experiment_id: str) -> NotFound:
+    return NotFound(
+        "EXPERIMENT_NOT_FOUND", f"experiment {experiment_id!r} does not exist", {"experiment_id": experiment_id}
+    )
+
+
+class ExperimentRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+        self._conn = uow.conn
+        self._root = uow.db.artifact_root
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, experiment_id: str) -> Experiment:
+        found = self._load(E.c.experiment_id == parse_experiment_id(experiment_id))
+        if not found:
+            raise not_found(experiment_id)
+        return found[0]
+
+    def get_by_name(self, name: str) -> Experiment:
+        found = self._load(E.c.name == name)
+        if not found:
+            raise NotFound("EXPERIMENT_NOT_FOUND", f"no experiment is named {name[:300]!r}", {"name": name[:300]})
+        return found[0]
+
+    def search(self, query: SearchQuery, view: str) -> Page[Experiment]:
+        """One page of experiments matching ``query`` in lifecycle ``view`` (active/deleted/all)."""
+        stmt = sa.select(*_COLUMNS)
+        if view != "all":
+            stmt = stmt.where(E.c.lifecycle_stage == view)
+        rows, token = run_search(self._uow, "SearchExperiments", stmt, query, FILTERS, ORDER, view)
+        tags = self._tags_of([r.experiment_id for r in rows])
+        return Page([self._domain(r, tags.get(r.experiment_id, {})) for r in rows], token)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def create(
+        self, name: str, artifact_location: str, tags: Mapping[str, str], now_ms: int, experiment_id: int | None = None
+    ) -> Experiment:
+        values: dict[str, Any] = {
+            "name": name,
+            "artifact_location": artifact_location or None,
+            "lifecycle_stage": ACTIVE,
+            "create_time": now_ms,
+            "update_time": now_ms,
+        }
+        if experiment_id is not None:
+            values["experiment_id"] = experiment_id
+        stmt = self._uow.insert(E).values(**values).on_conflict_do_nothing().returning(E.c.experiment_id)
+        new_id = self._conn.execute(stmt).scalar()
+        if new_id is None:
+            raise AlreadyExists(
+                "EXPERIMENT_ALREADY_EXISTS",
+                f"an experiment named {name!r} already exists (deleted experiments keep their names)",
+                {"name": name},
+            )
+        if tags:
+            self._conn.execute(sa.insert(T), [{"experiment_id": new_id, "key": k, "value": v} for k, v in tags.items()])
+        return self._domain(_RowView(new_id, values), dict(tags))
+
+    def rename(self, experiment_id: str, name: str, now_ms: int) -> Experiment:
+        current = self._touch(experiment_id, now_ms)
+        if current.lifecycle_stage == DELETED:
+            raise self._deleted(experiment_id, "a deleted experiment cannot be renamed")
+        if current.name != name:
+            taken = self._conn.execute(sa.select(E.c.experiment_id).where(E.c.name == name)).first()
+            if taken is not None:
+                raise AlreadyExists(
+                    "EXPERIMENT_ALREADY_EXISTS", f"an experiment named {name!r} already exists", {"name": name}
+                )
+            self._conn.execute(sa.update(E).where(E.c.experiment_id == current.experiment_id).values(name=name))
+        return self.get(experiment_id)
+
+    def set_lifecycle_stage(self, experiment_id: str, stage: str, now_ms: int) -> Experiment:
+        """Soft delete (``deleted``) or undelete (``active``); setting the current stage is a no-op."""
+        key = parse_experiment_id(experiment_id)
+        self._conn.execute(
+            sa.update(E)
+            .where(E.c.experiment_id == key, E.c.lifecycle_stage != stage)
+            .values(lifecycle_stage=stage, update_time=now_ms)
+        )
+        return self.get(experiment_id)
+
+    def set_tag(self, experiment_id: str, key: str, value: str, now_ms: int) -> None:
+        exp_id = self.require_active(experiment_id, now_ms)
+        updated = self._conn.execute(
+            sa.update(T).where(T.c.experiment_id == exp_id, T.c.key == key).values(value=value)
+        ).rowcount
+        if updated:
+            return
+        count = self._conn.execute(sa.select(sa.func.count()).where(T.c.experiment_id == exp_id)).scalar_one()
+        if count >= TAGS_PER_ENTITY_MAX:
+            raise ResourceExhausted(
+                "TOO_MANY_TAGS",
+                f"experiment {experiment_id!r} already has {TAGS_PER_ENTITY_MAX} tags",
+                {"experiment_id": experiment_id, "limit": str(TAGS_PER_ENTITY_MAX)},
+            )
+        self._conn.execute(sa.insert(T).values(experiment_id=exp_id, key=key, value=value))
+
+    def delete_tag(self, experiment_id: str, key: str, now_ms: int) -> None:
+        exp_id = self.require_active(experiment_id, now_ms)
+        self._conn.execute(sa.delete(T).where(T.c.experiment_id == exp_id, T.c.key == key))
+
+    def require_active(self, experiment_id: str, now_ms: int | None = None) -> int:
+        """Check that the experiment exists and is active before writing into it.
+
+        With ``now_ms`` the experiment's ``update_time`` is bumped, which also locks its row
+        until commit (a concurrent delete waits). Returns the integer id.
+        """
+        if now_ms is not None:
+            row = self._touch(experiment_id, now_ms)
+        else:
+            key = parse_experiment_id(experiment_id)
+            found = self._conn.execute(
+                sa.select(E.c.experiment_id, E.c.lifecycle_stage).where(E.c.experiment_id == key)
+            ).first()
+            if found is None:
+                raise not_found(experiment_id)
+            row = found
+        if row.lifecycle_stage == DELETED:
+            raise self._deleted(experiment_id, "nothing can be written into a deleted experiment")
+        return int(row.experiment_id)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _touch(self, experiment_id: str, now_ms: int) -> Any:
+        """Bump update_time (locking the row) and return its id, name and stage."""
+        key = parse_experiment_id(experiment_id)
+        row = self._conn.execute(
+            sa.update(E)
+            .where(E.c.experiment_id == key)
+            .values(update_time=now_ms)
+            .returning(E.c.experiment_id, E.c.name, E.c.lifecycle_stage)
+        ).first()
+        if row is None:
+            raise not_found(experiment_id)
+        return row
+
+    @staticmethod
+    def _deleted(experiment_id: str, message: str) -> FailedPrecondition:
+        return FailedPrecondition(
+            "EXPERIMENT_DELETED",
+            f"experiment {experiment_id!r} is deleted: {message}",
+            {"experiment_id": experiment_id},
+        )
+
+    def _load(self, where: sa.ColumnElement[bool]) -> list[Experiment]:
+        stmt = (
+            sa.select(*_COLUMNS, T.c.key, T.c.value).outerjoin(T, T.c.experiment_id == E.c.experiment_id).where(where)
+        )
+        rows = self._conn.execute(stmt).all()
+        if not rows:
+            return []
+        tags = {r.key: r.value for r in rows if r.key is not None}
+        return [self._domain(rows[0], tags)]
+
+    def _tags_of(self, ids: Sequence[int]) -> dict[int, dict[str, str]]:
+        out: dict[int, dict[str, str]] = defaultdict(dict)
+        if ids:
+            for r in self._conn.execute(
+                sa.select(T.c.experiment_id, T.c.key, T.c.value).where(T.c.experiment_id.in_(ids))
+            ):
+                out[r.experiment_id][r.key] = r.value
+        return out
+
+    def _domain(self, row: Any, tags: Mapping[str, str]) -> Experiment:
+        exp_id = str(row.experiment_id)
+        return Experiment(
+            experiment_id=exp_id,
+            name=row.name,
+            artifact_location=row.artifact_location or f"{self._root}/{exp_id}",
+            lifecycle_stage=row.lifecycle_stage,
+            tags=dict(tags),
+            create_time_ms=row.create_time,
+            update_time_ms=row.update_time,
+        )
+
+
+class _RowView:
+    """Attribute access over the values just inserted (so create needs no read-back)."""
+
+    def __init__(self, experiment_id: int, values: Mapping[str, Any]) -> None:
+        self.experiment_id = experiment_id
+        self.__dict__.update(values)

@@ -1,0 +1,108 @@
+"""The experiment repository and the unit of work, on both databases, without gRPC."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from store.domain import DELETED, SearchQuery
+from store.errors import AlreadyExists, FailedPrecondition, NotFound, StoreError
+from store.uow import Database, UnitOfWork
+from tests.helpers import count_rows
+
+
+def _race(n: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(i)`` for i in range(n) in threads released together; results or exceptions."""
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> Any:
+        barrier.wait()
+        try:
+            return work(i)
+        except StoreError as err:
+            return err
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+def test_create_then_read_back(database: Database) -> None:
+    made = database.write(lambda uow: uow.experiments.create("a", "", {"k": "v"}, 1000))
+    got = database.read(lambda uow: uow.experiments.get(made.experiment_id))
+    assert got == made
+    assert got.artifact_location == f"mlflow-artifacts:/{made.experiment_id}"
+
+
+def test_a_failed_write_leaves_nothing_behind(database: Database) -> None:
+    def create_then_fail(uow: UnitOfWork) -> None:
+        uow.experiments.create("doomed", "", {"k": "v"}, 1)
+        raise NotFound("X", "fail after writing")
+
+    with pytest.raises(NotFound):
+        database.write(create_then_fail)
+    assert count_rows(database, "experiments", "name = 'doomed'") == 0
+    assert count_rows(database, "experiment_tags") == 0
+
+
+def test_reads_never_commit(database: Database) -> None:
+    def sneaky(uow: UnitOfWork) -> None:
+        uow.conn.execute(sa.text("UPDATE experiments SET name = 'renamed' WHERE experiment_id = 0"))
+
+    database.read(sneaky)
+    assert database.read(lambda uow: uow.experiments.get("0")).name == "Default"
+
+
+def test_concurrent_creates_of_one_name_make_one_experiment(database: Database) -> None:
+    results = _race(12, lambda i: database.write(lambda uow: uow.experiments.create("same", "", {}, i)))
+    created = [r for r in results if not isinstance(r, StoreError)]
+    refused = [r for r in results if isinstance(r, StoreError)]
+    assert len(created) == 1
+    assert all(isinstance(r, AlreadyExists) and r.reason == "EXPERIMENT_ALREADY_EXISTS" for r in refused)
+    assert count_rows(database, "experiments", "name = 'same'") == 1
+
+
+def test_concurrent_renames_to_one_name_leave_one_winner(database: Database) -> None:
+    ids = [database.write(lambda uow, i=i: uow.experiments.create(f"e{i}", "", {}, i)).experiment_id for i in range(8)]
+    results = _race(8, lambda i: database.write(lambda uow: uow.experiments.rename(ids[i], "target", 99)))
+    winners = [r for r in results if not isinstance(r, StoreError)]
+    assert len(winners) == 1
+    assert all(isinstance(r, AlreadyExists) for r in results if isinstance(r, StoreError))
+    assert count_rows(database, "experiments", "name = 'target'") == 1
+
+
+def test_tag_writes_racing_a_delete_never_land_in_a_deleted_experiment(database: Database) -> None:
+    exp = database.write(lambda uow: uow.experiments.create("busy", "", {}, 1))
+
+    def work(i: int) -> Any:
+        if i == 0:
+            return database.write(lambda uow: uow.experiments.set_lifecycle_stage(exp.experiment_id, DELETED, 5))
+        return database.write(lambda uow: uow.experiments.set_tag(exp.experiment_id, f"k{i}", "v", 5))
+
+    results = _race(10, work)
+    final = database.read(lambda uow: uow.experiments.get(exp.experiment_id))
+    assert final.lifecycle_stage == DELETED
+    failed = [r for r in results[1:] if isinstance(r, StoreError)]
+    assert all(isinstance(r, FailedPrecondition) for r in failed)
+    # every tag write either landed before the delete or was refused: none is lost silently
+    assert len(final.tags) + len(failed) == 9
+
+
+def test_search_pages_in_the_default_order(database: Database) -> None:
+    for i in range(5):
+        database.write(lambda uow, i=i: uow.experiments.create(f"s{i}", "", {"i": str(i)}, 100 + i))
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = database.read(
+            lambda uow, t=token: uow.experiments.search(SearchQuery("tags.i IS NOT NULL", (), 2, t), "active")
+        )
+        seen += [e.name for e in page.items]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == ["s4", "s3", "s2", "s1", "s0"]
