@@ -9,8 +9,7 @@ import pkgutil
 
 import pytest
 from google.protobuf import struct_pb2
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 import mlgenai.v1
 from mlgenai.client import RetryPolicy, from_struct, from_value, to_dict, to_struct, to_value

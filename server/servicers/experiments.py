@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from mlgenai.v1 import experiment_pb2, experiment_service_pb2_grpc
-from mlgenai.v1 import experiment_service_pb2 as pb
+from mlgenai.v1 import experiment_pb2, experiment_service_pb2 as pb, experiment_service_pb2_grpc
 from server.convert.common import VIEWS, now_ms
 from server.convert.experiments import to_proto
 from server.field_masks import mask_paths

@@ -8,8 +8,7 @@ import hmac
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from store.errors import InvalidArgument
 from store.query.keyset import (

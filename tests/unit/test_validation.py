@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from mlgenai.v1 import experiment_pb2
-from mlgenai.v1 import experiment_service_pb2 as pb
+from mlgenai.v1 import experiment_pb2, experiment_service_pb2 as pb
 from server.field_masks import mask_paths
 from server.idempotency import fingerprint
 from server.validation import Violations

@@ -9,8 +9,7 @@ from google.protobuf import field_mask_pb2
 
 from mlgenai.client.convert import to_dict
 from mlgenai.client.paging import iter_pages
-from mlgenai.v1 import common_pb2, experiment_pb2
-from mlgenai.v1 import experiment_service_pb2 as svc
+from mlgenai.v1 import common_pb2, experiment_pb2, experiment_service_pb2 as svc
 from mlgenai.v1.experiment_service_pb2_grpc import ExperimentServiceStub
 
 _VIEWS = {
