@@ -11,9 +11,10 @@ Servicers therefore contain no try/except for domain errors.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -27,12 +28,17 @@ log = logging.getLogger("mlgenai.rpc")
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
+# Request ids the server makes for calls without x-request-id: unique per process start,
+# cheaper than uuid4 on every call (which showed up at ~5% of a GetExperiment profile).
+_PREFIX = f"{os.getpid():x}{os.urandom(3).hex()}-"
+_COUNTER = itertools.count(1)
+
 
 def _request_id(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id":
             return str(value)[:64]
-    return uuid.uuid4().hex[:16]
+    return f"{_PREFIX}{next(_COUNTER):x}"
 
 
 def _wrap(behavior: Behavior, method: str) -> Behavior:

@@ -42,14 +42,16 @@ class Violations:
             self.add(field, f"at most {limits.TAGS_PER_ENTITY_MAX} tags (got {len(tags)})")
             return
         for key, value in tags.items():
-            self.tag(f"{field}[{key[:50]}]", key, value)
+            entry = f"{field}[{key[:50]}]"
+            self.tag(entry, key, entry, value)
 
-    def tag(self, field: str, key: str, value: str) -> None:
+    def tag(self, key_field: str, key: str, value_field: str, value: str) -> None:
+        """One tag; ``key_field``/``value_field`` name where each part sits in the request."""
         if not key:
-            self.add(field, "tag key must not be empty")
+            self.add(key_field, "tag key must not be empty")
         else:
-            self.text(field, key, max_len=limits.TAG_KEY_MAX)
-        self.text(field, value, max_len=limits.TAG_VALUE_MAX)
+            self.text(key_field, key, max_len=limits.TAG_KEY_MAX)
+        self.text(value_field, value, max_len=limits.TAG_VALUE_MAX)
 
     def request_id(self, value: str) -> None:
         if not value:

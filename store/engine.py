@@ -67,37 +67,63 @@ def _on_sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str | URL, *, pool_size: int = 20, echo: bool = False) -> Engine:
-    """Create the engine for ``url`` with the settings this service relies on."""
+def make_engine(url: str | URL, *, pool_size: int = 20, read_only: bool = False, echo: bool = False) -> Engine:
+    """Create the engine for ``url`` with the settings this service relies on.
+
+    ``read_only=True`` makes the engine for reads: every statement runs in autocommit (one round
+    trip, no BEGIN/ROLLBACK; under READ COMMITTED a read transaction gave no extra consistency
+    anyway) and the database refuses writes (PostgreSQL ``default_transaction_read_only``,
+    SQLite ``query_only``), so a read path can never write by mistake.
+
+    No pre-ping: a connection the database dropped fails its next statement, SQLAlchemy
+    invalidates the pool, the call answers UNAVAILABLE and the client's retry gets a fresh
+    connection. Pinging on every checkout would add a round trip to every call.
+    """
     u = normalize_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database in (None, "", ":memory:"):
-            # An in-memory database exists once per connection: everyone shares one.
-            engine = sa.create_engine(
-                u, echo=echo, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
-            )
-        else:
-            engine = sa.create_engine(
-                u,
-                echo=echo,
-                poolclass=sa.pool.QueuePool,
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            )
-        sa.event.listen(engine, "connect", _on_sqlite_connect)
-        sa.event.listen(engine, "begin", _on_sqlite_begin)
-        return engine
+        return _sqlite_engine(u, pool_size, read_only, echo)
+    # psycopg 3 prepares a statement server-side after it has run ``prepare_threshold`` times.
+    # PostgreSQL would then switch a prepared statement to a generic plan after five runs, which
+    # for filter queries is far worse than the plan made for the actual values (measured: a tag
+    # search went from 2.3 ms to 13.5 ms); force_custom_plan keeps the parse savings only.
+    options = "-c plan_cache_mode=force_custom_plan"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
+    connect_args: dict[str, Any] = {"prepare_threshold": 5, "connect_timeout": 10, "options": options}
     return sa.create_engine(
         u,
         echo=echo,
         pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
+        max_overflow=max(2, pool_size // 4),
         pool_timeout=10,
-        # psycopg 3 prepares a statement server-side after it has run this many times.
-        connect_args={"prepare_threshold": 5, "connect_timeout": 10},
+        isolation_level="AUTOCOMMIT" if read_only else "READ COMMITTED",
+        connect_args=connect_args,
     )
+
+
+def _sqlite_engine(u: URL, pool_size: int, read_only: bool, echo: bool) -> Engine:
+    if u.database in (None, "", ":memory:"):
+        # An in-memory database exists once per connection: everyone shares one.
+        engine = sa.create_engine(u, echo=echo, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = sa.create_engine(
+            u,
+            echo=echo,
+            poolclass=sa.pool.QueuePool,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+    sa.event.listen(engine, "connect", _on_sqlite_connect)
+    if read_only:
+        sa.event.listen(engine, "connect", _on_sqlite_connect_read_only)
+    else:
+        sa.event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect_read_only(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA query_only=ON")
 
 
 def make_admin_engine(url: str | URL) -> Engine:

@@ -80,6 +80,11 @@ class Database:
         engine: Engine | None = None,
     ) -> None:
         self.engine = engine if engine is not None else make_engine(url, pool_size=pool_size)
+        self.read_engine = (
+            make_engine(self.engine.url, pool_size=pool_size, read_only=True)
+            if self.engine.url.database not in (None, "", ":memory:")
+            else self.engine
+        )
         self.artifact_root = artifact_root.rstrip("/")
         self._codec: PageTokenCodec | None = None
 
@@ -88,14 +93,10 @@ class Database:
         return self.engine.dialect.name
 
     def read(self, fn: Callable[[UnitOfWork], T]) -> T:
-        """Run ``fn`` in a read-only transaction (rolled back at the end)."""
+        """Run ``fn`` on a read-only connection (autocommit: each statement sees committed data)."""
         try:
-            with self.engine.connect() as conn:
-                transaction = conn.begin()
-                try:
-                    return fn(UnitOfWork(self, conn))
-                finally:
-                    transaction.rollback()  # a read never commits, whatever fn did
+            with self.read_engine.connect() as conn:
+                return fn(UnitOfWork(self, conn))
         except Exception as exc:
             translated = translate_any(exc)
             if translated is None:
@@ -143,3 +144,4 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()

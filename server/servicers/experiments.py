@@ -13,6 +13,7 @@ from server.validation import Violations
 from store import limits
 from store.domain import ACTIVE, DELETED, SearchQuery
 from store.query.keyset import page_size_of
+from store.repositories.experiments import parse_experiment_id
 from store.uow import Database
 
 Ctx = grpc.ServicerContext
@@ -51,6 +52,7 @@ class ExperimentServicer(experiment_service_pb2_grpc.ExperimentServiceServicer):
 
     def UpdateExperiment(self, request: pb.UpdateExperimentRequest, context: Ctx) -> Experiment:
         exp = request.experiment
+        parse_experiment_id(exp.experiment_id, "experiment.experiment_id")
         paths = mask_paths(
             request.update_mask,
             exp,
@@ -79,7 +81,7 @@ class ExperimentServicer(experiment_service_pb2_grpc.ExperimentServiceServicer):
 
     def SetExperimentTag(self, request: pb.SetExperimentTagRequest, context: Ctx) -> pb.SetExperimentTagResponse:
         checks = Violations()
-        checks.tag("key", request.key, request.value)
+        checks.tag("key", request.key, "value", request.value)
         checks.raise_if_any()
         self.db.write(lambda uow: uow.experiments.set_tag(request.experiment_id, request.key, request.value, now_ms()))
         return pb.SetExperimentTagResponse()

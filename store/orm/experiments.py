@@ -37,5 +37,10 @@ class ExperimentTagRow(Base):
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
-    # `tags.<k> ...` filters probe by key first.
-    __table_args__ = (Index(None, "key", "experiment_id"),)
+    __table_args__ = (
+        # `tags.<k> ...` filters: EXISTS probes by (experiment_id, key) through the primary key;
+        # `tags.<k> = 'v'` over many experiments starts from the rows holding that value. A hash
+        # index on PostgreSQL: values up to 8,000 characters overflow a B-tree entry there.
+        Index(None, "value", postgresql_using="hash"),
+        Index(None, "key", "experiment_id"),
+    )

@@ -61,7 +61,7 @@ def page_size_of(requested: int, default: int = DEFAULT_PAGE_SIZE, maximum: int 
     """The effective page size: 0 means ``default``, larger than ``maximum`` is clamped."""
     if requested < 0:
         message = f"page_size must not be negative (got {requested})"
-        raise InvalidArgument("INVALID_PAGE_SIZE", message, [FieldViolation("page_size", message)])
+        raise InvalidArgument("INVALID_FIELD", message, [FieldViolation("page_size", message)])
     return default if requested == 0 else min(requested, maximum)
 
 

@@ -49,11 +49,14 @@ def test_a_failed_write_leaves_nothing_behind(database: Database) -> None:
     assert count_rows(database, "experiment_tags") == 0
 
 
-def test_reads_never_commit(database: Database) -> None:
+def test_a_read_cannot_write(database: Database) -> None:
+    """Reads run on a read-only connection: a write there is a bug, refused by the database."""
+
     def sneaky(uow: UnitOfWork) -> None:
         uow.conn.execute(sa.text("UPDATE experiments SET name = 'renamed' WHERE experiment_id = 0"))
 
-    database.read(sneaky)
+    with pytest.raises(sa.exc.DBAPIError):
+        database.read(sneaky)
     assert database.read(lambda uow: uow.experiments.get("0")).name == "Default"
 
 

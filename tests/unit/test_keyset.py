@@ -238,5 +238,5 @@ def test_page_size() -> None:
     assert page_size_of(5000) == 1000
     with pytest.raises(InvalidArgument) as info:
         page_size_of(-1)
-    assert info.value.reason == "INVALID_PAGE_SIZE"
+    assert info.value.reason == "INVALID_FIELD"
     assert [v.field for v in info.value.violations] == ["page_size"]

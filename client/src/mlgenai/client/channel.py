@@ -20,7 +20,21 @@ import grpc
 from mlgenai.client.errors import from_rpc_error
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-SERVICES = ("mlgenai.v1.ExperimentService",)
+
+
+def services() -> tuple[str, ...]:
+    """Full names of every service in the generated ``mlgenai.v1`` package."""
+    import importlib
+    import pkgutil
+
+    import mlgenai.v1
+
+    names: list[str] = []
+    for module in pkgutil.iter_modules(mlgenai.v1.__path__):
+        if module.name.endswith("_service_pb2"):
+            descriptor = importlib.import_module(f"mlgenai.v1.{module.name}").DESCRIPTOR
+            names.extend(s.full_name for s in descriptor.services_by_name.values())
+    return tuple(sorted(names))
 
 
 @dataclass(frozen=True)
@@ -41,7 +55,7 @@ class RetryPolicy:
             "backoffMultiplier": self.backoff_multiplier,
             "retryableStatusCodes": list(self.retryable_status_codes),
         }
-        config = {"methodConfig": [{"name": [{"service": s} for s in SERVICES], "retryPolicy": policy}]}
+        config = {"methodConfig": [{"name": [{"service": s} for s in services()], "retryPolicy": policy}]}
         return json.dumps(config)
 
 

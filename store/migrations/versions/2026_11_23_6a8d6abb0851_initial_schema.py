@@ -1,8 +1,8 @@
 """initial schema: experiments, tags, request ids, service settings; the Default experiment
 
-Revision ID: 1219470c0365
+Revision ID: 6a8d6abb0851
 Revises:
-Create Date: 2026-11-23 03:55:17.345771
+Create Date: 2026-11-23 04:41:47.917581
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "1219470c0365"
+revision: str = "6a8d6abb0851"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -23,10 +23,7 @@ def upgrade() -> None:
     op.create_table(
         "experiments",
         sa.Column(
-            "experiment_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
+            "experiment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
         sa.Column("name", sa.String(length=256), nullable=False),
         sa.Column("artifact_location", sa.String(length=2048), nullable=True),
@@ -39,14 +36,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("experiments", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_experiments_create_time_experiment_id"),
-            ["create_time", "experiment_id"],
-            unique=False,
+            batch_op.f("ix_experiments_create_time_experiment_id"), ["create_time", "experiment_id"], unique=False
         )
         batch_op.create_index(
-            batch_op.f("ix_experiments_update_time_experiment_id"),
-            ["update_time", "experiment_id"],
-            unique=False,
+            batch_op.f("ix_experiments_update_time_experiment_id"), ["update_time", "experiment_id"], unique=False
         )
 
     # The Default experiment "0" exists from the start (SPEC §2, as in MLflow).
@@ -107,10 +100,12 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_experiment_tags_key_experiment_id"), ["key", "experiment_id"], unique=False
         )
+        batch_op.create_index(batch_op.f("ix_experiment_tags_value"), ["value"], unique=False, postgresql_using="hash")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("experiment_tags", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_experiment_tags_value"), postgresql_using="hash")
         batch_op.drop_index(batch_op.f("ix_experiment_tags_key_experiment_id"))
 
     op.drop_table("experiment_tags")
