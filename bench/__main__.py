@@ -27,6 +27,7 @@ from bench.report import machine_info, ratios_text, table, targets_text
 from bench.runner import Record, RunConfig, run_backend
 from bench.suite import names
 from bench.targets import evaluate, ratios
+from server.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BACKENDS = ("sqlite", "postgresql")
@@ -51,7 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="where to write the JSON (default bench/results/<timestamp>.json)")
     p.add_argument("--quick", action="store_true", help="short windows: a smoke run for CI (< 60 s)")
     p.add_argument("--seed", type=int, default=10_000, help="experiments seeded for SearchExperiments (default 10,000)")
-    p.add_argument("--threads", type=int, default=16, help="request threads of our server and of the echo server")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=Settings().threads,
+        help="request threads of our server and of the echo server (default: the server's default)",
+    )
     p.add_argument(
         "--generator-procs",
         type=int,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -75,9 +76,11 @@ def make_engine(url: str | URL, *, pool_size: int = 20, read_only: bool = False,
     anyway) and the database refuses writes (PostgreSQL ``default_transaction_read_only``,
     SQLite ``query_only``), so a read path can never write by mistake.
 
-    No pre-ping: a connection the database dropped fails its next statement, SQLAlchemy
-    invalidates the pool, the call answers UNAVAILABLE and the client's retry gets a fresh
-    connection. Pinging on every checkout would add a round trip to every call.
+    Ping after idleness, not on every checkout: a connection that sat in the pool longer than
+    ``IDLE_PING_S`` is checked with a round trip before use (and replaced if the database
+    dropped it, e.g. after a restart), so under load no call pays for a ping. A connection
+    dropped while busy fails its statement, SQLAlchemy invalidates the pool, the call answers
+    UNAVAILABLE and the client's retry gets a fresh connection.
     """
     u = normalize_url(url)
     if u.get_backend_name() == "sqlite":
@@ -90,15 +93,48 @@ def make_engine(url: str | URL, *, pool_size: int = 20, read_only: bool = False,
     if read_only:
         options += " -c default_transaction_read_only=on"
     connect_args: dict[str, Any] = {"prepare_threshold": 5, "connect_timeout": 10, "options": options}
-    return sa.create_engine(
+    engine = sa.create_engine(
         u,
         echo=echo,
         pool_size=pool_size,
         max_overflow=max(2, pool_size // 4),
         pool_timeout=10,
+        # An autocommit connection has no transaction to roll back when it returns to the pool.
+        pool_reset_on_return=None if read_only else "rollback",
         isolation_level="AUTOCOMMIT" if read_only else "READ COMMITTED",
         connect_args=connect_args,
     )
+    sa.event.listen(engine, "checkout", _ping_if_idle)
+    sa.event.listen(engine, "checkin", _note_checkin)
+    return engine
+
+
+IDLE_PING_S = 5.0
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    record.info["checkin_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    idle_since = record.info.get("checkin_at")
+    if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
+        return
+    try:
+        ping(dbapi_conn)
+    except Exception as exc:
+        # The pool discards this connection and checks out (or opens) another.
+        raise sa.exc.DisconnectionError("idle connection was dropped by the database") from exc
+
+
+def ping(dbapi_conn: Any) -> None:
+    """One round trip on a DBAPI connection; raises if the connection is gone."""
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def _sqlite_engine(u: URL, pool_size: int, read_only: bool, echo: bool) -> Engine:

@@ -69,7 +69,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", metafunc.config.backends, scope="session")  # type: ignore[attr-defined]
+        backends = metafunc.config.backends  # type: ignore[attr-defined]
+        if metafunc.definition.get_closest_marker("postgresql_only"):
+            # Behaviour SQLite has no counterpart for (server-side sessions, row locks…): runs
+            # whenever PostgreSQL is selected, which CI always does.
+            backends = [b for b in backends if b == "postgresql"]
+        metafunc.parametrize("backend", backends, scope="session")
 
 
 # -- databases -------------------------------------------------------------------------------

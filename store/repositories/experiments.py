@@ -131,16 +131,16 @@ class ExperimentRepository:
 
     def get(self, experiment_id: str) -> Experiment:
         key = parse_experiment_id(experiment_id)
-        row = self._conn.execute(_get_by(self._uow.dialect, "experiment_id"), {"b_key": key}).first()
-        if row is None:
+        rows = self._uow.fetch(_get_by(self._uow.dialect, "experiment_id"), {"b_key": key})
+        if not rows:
             raise not_found(experiment_id)
-        return self._domain(row, _tags(row))
+        return self._domain(rows[0], _tags(rows[0]))
 
     def get_by_name(self, name: str) -> Experiment:
-        row = self._conn.execute(_get_by(self._uow.dialect, "name"), {"b_key": name}).first()
-        if row is None:
+        rows = self._uow.fetch(_get_by(self._uow.dialect, "name"), {"b_key": name})
+        if not rows:
             raise NotFound("EXPERIMENT_NOT_FOUND", f"no experiment is named {name[:300]!r}", {"name": name[:300]})
-        return self._domain(row, _tags(row))
+        return self._domain(rows[0], _tags(rows[0]))
 
     def search(self, query: SearchQuery, view: str) -> Page[Experiment]:
         """One page of experiments matching ``query`` in lifecycle ``view`` (active/deleted/all)."""

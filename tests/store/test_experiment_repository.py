@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from store.domain import DELETED, SearchQuery
-from store.errors import AlreadyExists, FailedPrecondition, NotFound, StoreError
+from store.errors import AlreadyExists, FailedPrecondition, NotFound, StoreError, Unavailable
 from store.uow import Database, UnitOfWork
 from tests.helpers import count_rows
 
@@ -109,3 +109,51 @@ def test_search_pages_in_the_default_order(database: Database) -> None:
         if not token:
             break
     assert seen == ["s4", "s3", "s2", "s1", "s0"]
+
+
+@pytest.mark.postgresql_only
+def test_a_dropped_connection_is_unavailable_once_then_replaced(database: Database, db_url: str) -> None:
+    """The database dropping our connections (restart, failover) costs one retryable call."""
+    assert database.read(lambda uow: uow.experiments.get("0")).name == "Default"
+    database.write(lambda uow: uow.experiments.create("before", "", {}, 1))
+    admin = sa.create_engine(db_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        killed = conn.execute(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    admin.dispose()
+    assert killed >= 2  # the held read connection and the pooled write connection
+    for op in (
+        lambda: database.read(lambda uow: uow.experiments.get("0")),
+        lambda: database.write(lambda uow: uow.experiments.create("after", "", {}, 2)),
+    ):
+        with pytest.raises(Unavailable) as info:
+            op()
+        assert info.value.reason == "DATABASE_UNAVAILABLE"
+    assert database.read(lambda uow: uow.experiments.get("0")).name == "Default"
+    assert database.write(lambda uow: uow.experiments.create("after", "", {}, 2)).name == "after"
+
+
+@pytest.mark.postgresql_only
+def test_connections_idle_across_a_database_restart_are_replaced_silently(
+    database: Database, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an idle period, pooled and held connections are pinged first: no call fails."""
+    database.read(lambda uow: uow.experiments.get("0"))
+    database.write(lambda uow: uow.experiments.create("before", "", {}, 1))
+    admin = sa.create_engine(db_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    admin.dispose()
+    monkeypatch.setattr("store.engine.IDLE_PING_S", 0.0)
+    monkeypatch.setattr("store.uow.IDLE_PING_S", 0.0)
+    assert database.read(lambda uow: uow.experiments.get("0")).name == "Default"
+    assert database.write(lambda uow: uow.experiments.create("after", "", {}, 2)).name == "after"

@@ -1,0 +1,56 @@
+"""Hot-path execution: SQLAlchemy statements compiled once, run on the driver's cursor.
+
+SQLAlchemy's per-execution machinery (cache-key generation, execution context, result
+processing) costs more CPU than the database round trip of a primary-key lookup: measured on
+PostgreSQL, 202 µs per GetExperiment query through ``Connection.execute`` vs 132 µs on the
+cursor (89 vs 33 µs on SQLite). ``compile_raw`` renders a statement to the dialect's SQL text
+once; ``UnitOfWork.fetch`` then runs it on the unit of work's own connection (same
+transaction), returning named tuples. The SQL is still written with SQLAlchemy, in one place.
+
+Only for statements whose parameters and results need no type processing (integers, strings,
+JSON) and with no expanding (``IN``) parameters.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+
+
+@dataclass(frozen=True, slots=True)
+class RawStatement:
+    sql: str
+    positional: tuple[str, ...] | None  # parameter names in order, for qmark drivers (SQLite)
+    row: type[tuple[Any, ...]] | None  # named tuple of the result columns (None: no rows)
+
+    def parameters(self, params: dict[str, Any]) -> Any:
+        return params if self.positional is None else [params[name] for name in self.positional]
+
+
+_CACHE: dict[tuple[int, str], RawStatement] = {}
+
+
+def compile_raw(stmt: ClauseElement, dialect: Dialect) -> RawStatement:
+    """The statement as SQL text for ``dialect`` (memoized per statement object)."""
+    key = (id(stmt), dialect.name)
+    found = _CACHE.get(key)
+    if found is not None:
+        return found
+    compiled = stmt.compile(dialect=dialect)
+    if compiled.post_compile_params:  # type: ignore[attr-defined]
+        raise ValueError("compile_raw: expanding (IN) parameters are not supported")
+    columns = getattr(stmt, "selected_columns", None) or getattr(stmt, "_returning", None)
+    row = namedtuple("Row", [c.name for c in columns], rename=True) if columns else None  # type: ignore[misc]
+    order = getattr(compiled, "positiontup", None)
+    positional = tuple(order) if order is not None else None
+    raw = RawStatement(str(compiled), positional, row)
+    _CACHE[key] = raw
+    _KEEP.append(stmt)  # the id() key stays valid only while the statement lives
+    return raw
+
+
+_KEEP: list[ClauseElement] = []
