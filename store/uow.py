@@ -77,11 +77,10 @@ class UnitOfWork:
         are wrapped like SQLAlchemy's own, so they are classified the same way, and a dropped
         connection is invalidated so the pool replaces it.
         """
-        dialect = self.conn.dialect
-        raw = compile_raw(stmt, dialect)
+        raw = compile_raw(stmt, self.conn.dialect)
         dbapi_conn = self.conn.connection.dbapi_connection
         assert dbapi_conn is not None
-        try:
+        with self._driver_errors(raw.sql, dbapi_conn):
             cursor = dbapi_conn.cursor()
             try:
                 cursor.execute(raw.sql, raw.parameters(params))
@@ -91,12 +90,32 @@ class UnitOfWork:
                 return [make(*r) for r in cursor.fetchall()]
             finally:
                 cursor.close()
+
+    def fetch_many(self, stmt: ClauseElement, rows: list[dict[str, Any]]) -> None:
+        """Run a prebuilt statement once per parameter set (``executemany``; pipelined by psycopg)."""
+        raw = compile_raw(stmt, self.conn.dialect)
+        dbapi_conn = self.conn.connection.dbapi_connection
+        assert dbapi_conn is not None
+        with self._driver_errors(raw.sql, dbapi_conn):
+            cursor = dbapi_conn.cursor()
+            try:
+                cursor.executemany(raw.sql, [raw.parameters(r) for r in rows])
+            finally:
+                cursor.close()
+
+    @contextmanager
+    def _driver_errors(self, sql: str, dbapi_conn: Any) -> Iterator[None]:
+        """Wrap driver errors like SQLAlchemy does (so they are classified the same way) and
+        invalidate a connection the database dropped, so the pool replaces it."""
+        dialect = self.conn.dialect
+        try:
+            yield
         except dialect.loaded_dbapi.Error as err:
             gone = dialect.is_disconnect(err, dbapi_conn, None)
             if gone:
                 self.conn.invalidate()
             raise sa.exc.DBAPIError.instance(
-                raw.sql, params, err, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
+                sql, None, err, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
             ) from err
 
     def insert(self, target: sa.Table) -> postgresql.Insert | sqlite.Insert:

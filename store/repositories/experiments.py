@@ -116,6 +116,16 @@ _SET_STAGE = (
     .values(lifecycle_stage=_P("b_stage"), update_time=_P("b_now"))
 )
 _INSERT_TAGS = sa.insert(T)
+_INSERT_TAG = sa.insert(T).values(experiment_id=_P("b_id"), key=_P("b_key"), value=_P("b_value"))
+_PG_TAG_ROWS = (
+    sa.func.unnest(sa.cast(_P("b_keys"), postgresql.ARRAY(sa.Text)), sa.cast(_P("b_values"), postgresql.ARRAY(sa.Text)))
+    .table_valued("k", "v")
+    .render_derived()
+)
+_PG_INSERT_TAGS = sa.insert(T).from_select(
+    ["experiment_id", "key", "value"],
+    sa.select(sa.cast(_P("b_id"), sa.BigInteger), _PG_TAG_ROWS.c.k, _PG_TAG_ROWS.c.v),
+)
 _UPDATE_TAG = sa.update(T).where(T.c.experiment_id == _P("b_id"), T.c.key == _P("b_key")).values(value=_P("b_value"))
 _COUNT_TAGS = sa.select(sa.func.count()).where(T.c.experiment_id == _P("b_id"))
 _DELETE_TAG = sa.delete(T).where(T.c.experiment_id == _P("b_id"), T.c.key == _P("b_key"))
@@ -152,9 +162,7 @@ class ExperimentRepository:
 
     # -- writes --------------------------------------------------------------------------
 
-    def create(
-        self, name: str, artifact_location: str, tags: Mapping[str, str], now_ms: int, experiment_id: int | None = None
-    ) -> Experiment:
+    def create(self, name: str, artifact_location: str, tags: Mapping[str, str], now_ms: int) -> Experiment:
         values: dict[str, Any] = {
             "name": name,
             "artifact_location": artifact_location or None,
@@ -162,17 +170,16 @@ class ExperimentRepository:
             "create_time": now_ms,
             "update_time": now_ms,
         }
-        if experiment_id is not None:
-            values["experiment_id"] = experiment_id
-        new_id = self._conn.execute(_insert_experiment(self._uow.dialect), values).scalar()
-        if new_id is None:
+        inserted = self._uow.fetch(_insert_experiment(self._uow.dialect), values)
+        if not inserted:
             raise AlreadyExists(
                 "EXPERIMENT_ALREADY_EXISTS",
                 f"an experiment named {name!r} already exists (deleted experiments keep their names)",
                 {"name": name},
             )
+        new_id = inserted[0].experiment_id
         if tags:
-            self._conn.execute(_INSERT_TAGS, [{"experiment_id": new_id, "key": k, "value": v} for k, v in tags.items()])
+            self._insert_tags(new_id, tags)
         return self._domain(_RowView(new_id, values), dict(tags))
 
     def rename(self, experiment_id: str, name: str, now_ms: int) -> Experiment:
@@ -245,6 +252,17 @@ class ExperimentRepository:
             {"experiment_id": experiment_id},
         )
 
+    def _insert_tags(self, experiment_id: int, tags: Mapping[str, str]) -> None:
+        if self._uow.dialect == "postgresql":
+            # One statement over two arrays: psycopg's pipelined executemany cost more CPU than
+            # the rest of CreateExperiment together (23% of its profile for five tags).
+            params = {"b_id": experiment_id, "b_keys": list(tags), "b_values": list(tags.values())}
+            self._uow.fetch(_PG_INSERT_TAGS, params)
+        else:
+            self._uow.fetch_many(
+                _INSERT_TAG, [{"b_id": experiment_id, "b_key": k, "b_value": v} for k, v in tags.items()]
+            )
+
     def _domain(self, row: Any, tags: Mapping[str, str]) -> Experiment:
         exp_id = str(row.experiment_id)
         return Experiment(
@@ -283,7 +301,8 @@ def _tags(row: Any) -> dict[str, str]:
 def _insert_experiment(dialect: str) -> Any:
     """INSERT … ON CONFLICT DO NOTHING RETURNING experiment_id, for ``dialect``."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(E).on_conflict_do_nothing().returning(E.c.experiment_id)
+    columns = ("name", "artifact_location", "lifecycle_stage", "create_time", "update_time")
+    return insert(E).values({c: _P(c) for c in columns}).on_conflict_do_nothing().returning(E.c.experiment_id)
 
 
 class _RowView:
