@@ -180,7 +180,8 @@ class ExperimentRepository:
         new_id = inserted[0].experiment_id
         if tags:
             self._insert_tags(new_id, tags)
-        return self._domain(_RowView(new_id, values), dict(tags))
+        row = (new_id, name, values["artifact_location"], ACTIVE, now_ms, now_ms)
+        return self._domain(row, dict(tags))
 
     def rename(self, experiment_id: str, name: str, now_ms: int) -> Experiment:
         """Rename; renaming to the current name changes nothing (not even ``update_time``)."""
@@ -264,16 +265,10 @@ class ExperimentRepository:
             )
 
     def _domain(self, row: Any, tags: Mapping[str, str]) -> Experiment:
-        exp_id = str(row.experiment_id)
-        return Experiment(
-            experiment_id=exp_id,
-            name=row.name,
-            artifact_location=row.artifact_location or f"{self._root}/{exp_id}",
-            lifecycle_stage=row.lifecycle_stage,
-            tags=dict(tags),
-            create_time_ms=row.create_time,
-            update_time_ms=row.update_time,
-        )
+        # Positional unpacking: attribute access on a SQLAlchemy Row costs ~1 µs per field.
+        key, name, location, stage, created, updated = row[:6]
+        exp_id = str(key)
+        return Experiment(exp_id, name, location or f"{self._root}/{exp_id}", stage, dict(tags), created, updated)
 
 
 @cache
@@ -291,7 +286,7 @@ def _get_by(dialect: str, column: str) -> sa.Select[Any]:
 
 def _tags(row: Any) -> dict[str, str]:
     """The aggregated tags of a row: a dict (PostgreSQL json), JSON text (SQLite) or NULL (none)."""
-    value = row.tags
+    value = row[6]
     if value is None:
         return {}
     return dict(json.loads(value) if isinstance(value, str) else value)
@@ -303,11 +298,3 @@ def _insert_experiment(dialect: str) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     columns = ("name", "artifact_location", "lifecycle_stage", "create_time", "update_time")
     return insert(E).values({c: _P(c) for c in columns}).on_conflict_do_nothing().returning(E.c.experiment_id)
-
-
-class _RowView:
-    """Attribute access over the values just inserted (so create needs no read-back)."""
-
-    def __init__(self, experiment_id: int, values: Mapping[str, Any]) -> None:
-        self.experiment_id = experiment_id
-        self.__dict__.update(values)
