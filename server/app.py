@@ -25,17 +25,26 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mlgenai.v1 import experiment_service_pb2, experiment_service_pb2_grpc
+from mlgenai.v1 import (
+    experiment_service_pb2,
+    experiment_service_pb2_grpc,
+    trace_service_pb2,
+    trace_service_pb2_grpc,
+)
 from server import logs
 from server.interceptors import CallInterceptor
 from server.servicers.experiments import ExperimentServicer
+from server.servicers.traces import TraceServicer
 from server.settings import Settings
 from store import migrate
 from store.uow import Database
 
 log = logging.getLogger("mlgenai.server")
 
-SERVICE_NAMES = (experiment_service_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name,)
+SERVICE_NAMES = (
+    experiment_service_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name,
+    trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
+)
 
 
 class StartupError(Exception):
@@ -70,6 +79,7 @@ def build_server(settings: Settings, db: Database) -> RunningServer:
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     experiment_service_pb2_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(db), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(db), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -38,8 +38,11 @@ from store.orm.base import table
 from store.orm.system import ServiceSettingRow
 from store.query.keyset import PageTokenCodec
 from store.query.raw import compile_raw
+from store.repositories.assessments import AssessmentRepository
 from store.repositories.experiments import ExperimentRepository
 from store.repositories.request_ids import RequestIdRepository
+from store.repositories.trace_reads import TraceReader
+from store.repositories.traces import TraceMutations, TraceRepository
 
 T = TypeVar("T")
 
@@ -131,6 +134,24 @@ class UnitOfWork:
     @cached_property
     def request_ids(self) -> RequestIdRepository:
         return RequestIdRepository(self)
+
+    @cached_property
+    def traces(self) -> TraceRepository:
+        """Span ingestion (LogSpans)."""
+        return TraceRepository(self)
+
+    @cached_property
+    def trace_mutations(self) -> TraceMutations:
+        """StartTrace, EndTrace, trace tags, DeleteTraces."""
+        return TraceMutations(self, self.traces)
+
+    @cached_property
+    def trace_reads(self) -> TraceReader:
+        return TraceReader(self)
+
+    @cached_property
+    def assessments(self) -> AssessmentRepository:
+        return AssessmentRepository(self)
 
 
 class Database:

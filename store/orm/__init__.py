@@ -4,5 +4,17 @@ tables on ``Base.metadata`` (what Alembic and the schema test compare against)."
 from store.orm.base import Base
 from store.orm.experiments import ExperimentRow, ExperimentTagRow
 from store.orm.system import RequestIdRow, ServiceSettingRow
+from store.orm.traces import AssessmentRow, SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
 
-__all__ = ["Base", "ExperimentRow", "ExperimentTagRow", "RequestIdRow", "ServiceSettingRow"]
+__all__ = [
+    "AssessmentRow",
+    "Base",
+    "ExperimentRow",
+    "ExperimentTagRow",
+    "RequestIdRow",
+    "ServiceSettingRow",
+    "SpanRow",
+    "TraceMetadataRow",
+    "TraceRow",
+    "TraceTagRow",
+]

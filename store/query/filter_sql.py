@@ -156,27 +156,52 @@ class MapField:
         return sa.exists().where(*conditions, *([] if predicate is None else [predicate]))
 
 
+#: Compiles one comparison on a custom key: (the key after its prefix, or the whole key for an
+#: exact name; the comparison) -> a boolean expression that is never NULL.
+CustomCompiler = Callable[[str, Comparison], ColumnElement[bool]]
+
+
+@dataclass(frozen=True, eq=False)
+class CustomKey:
+    """Keys whose SQL a function builds: exact ``names`` (``trace.text``) or ``<prefix>.<rest>``
+    (``span.attributes.<k>``, ``feedback.<name>``). The function should use ``compare`` so
+    comparators and literal types are checked like everywhere else."""
+
+    compile: CustomCompiler
+    names: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    doc: str = ""
+
+
 @dataclass(frozen=True, eq=False)
 class FilterSpec:
     """The keys one RPC accepts. Key spellings must not collide."""
 
     fields: tuple[Field, ...] = ()
     maps: tuple[MapField, ...] = ()
+    custom: tuple[CustomKey, ...] = ()
     _fields: dict[str, Field] = field(init=False, repr=False)
     _maps: dict[str, MapField] = field(init=False, repr=False)
+    _custom_names: dict[str, CustomKey] = field(init=False, repr=False)
+    _custom_prefixes: dict[str, CustomKey] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         fields = {name: f for f in self.fields for name in f.names}
         maps = {prefix: m for m in self.maps for prefix in m.prefixes}
-        if len(fields) != sum(len(f.names) for f in self.fields) or len(maps) != sum(
-            len(m.prefixes) for m in self.maps
-        ):
+        names = {name: c for c in self.custom for name in c.names}
+        prefixes = {prefix: c for c in self.custom for prefix in c.prefixes}
+        declared = sum(len(f.names) for f in self.fields) + sum(len(m.prefixes) for m in self.maps)
+        declared += sum(len(c.names) + len(c.prefixes) for c in self.custom)
+        if len(fields) + len(maps) + len(names) + len(prefixes) != declared or set(fields) & set(names):
             raise ValueError("FilterSpec: a key spelling is declared twice")
         object.__setattr__(self, "_fields", fields)
         object.__setattr__(self, "_maps", maps)
+        object.__setattr__(self, "_custom_names", names)
+        object.__setattr__(self, "_custom_prefixes", prefixes)
 
     def valid_keys(self) -> list[str]:
-        return [f.names[0] for f in self.fields] + [f"{m.prefixes[0]}.<key>" for m in self.maps]
+        keys = [f.names[0] for f in self.fields] + [f"{m.prefixes[0]}.<key>" for m in self.maps]
+        return keys + [c.doc or (c.names[0] if c.names else f"{c.prefixes[0]}.<key>") for c in self.custom]
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,6 +240,10 @@ def _comparison(cmp: Comparison, spec: FilterSpec) -> ColumnElement[bool]:
         if cmp.op in NULL_OPS:
             return f.column.is_(None) if cmp.op == "IS NULL" else f.column.is_not(None)
         return _predicate(target, cmp)
+    if (c := spec._custom_names.get(cmp.key.dotted)) is not None:
+        return c.compile(cmp.key.dotted, cmp)
+    if len(cmp.key.parts) > 1 and (c := spec._custom_prefixes.get(cmp.key.parts[0])) is not None:
+        return c.compile(".".join(cmp.key.parts[1:]), cmp)
     if len(cmp.key.parts) > 1 and (m := spec._maps.get(cmp.key.parts[0])) is not None:
         target = _Target(name, m.value_column, m.kind, m.value_nullable, m.allowed_ops(), m.coerce)
         _check_op(target, cmp)
@@ -225,6 +254,33 @@ def _comparison(cmp: Comparison, spec: FilterSpec) -> ColumnElement[bool]:
     message = f"unknown key {name!r} at position {cmp.position}; valid keys: {', '.join(spec.valid_keys())}"
     error = filter_error(message)
     raise InvalidArgument(error.reason, message, error.violations, {"key": cmp.key.dotted})
+
+
+def compare(
+    column: ColumnElement[Any],
+    cmp: Comparison,
+    *,
+    kind: Kind = Kind.STRING,
+    nullable: bool = False,
+    ops: frozenset[str] | None = None,
+    coerce: Coerce | None = None,
+) -> ColumnElement[bool]:
+    """``cmp`` applied to ``column``, with the usual comparator and literal-type checks.
+
+    For custom keys. ``IS NULL``/``IS NOT NULL`` are the caller's (they usually mean "no such
+    child row"); here they are refused unless ``ops`` allows them.
+    """
+    allowed = ops if ops is not None else DEFAULT_OPS[kind]
+    target = _Target(key_text(cmp.key), column, kind, nullable, allowed, coerce)
+    _check_op(target, cmp)
+    if cmp.op in NULL_OPS:
+        return column.is_(None) if cmp.op == "IS NULL" else column.is_not(None)
+    return _predicate(target, cmp)
+
+
+def refuse(cmp: Comparison, reason: str) -> InvalidArgument:
+    """The INVALID_FILTER error for a comparison a custom key cannot express."""
+    return filter_error(f"key {key_text(cmp.key)!r} at position {cmp.position}: {reason}")
 
 
 def _check_op(target: _Target, cmp: Comparison) -> None:

@@ -26,8 +26,11 @@ class RawStatement:
     sql: str
     positional: tuple[str, ...] | None  # parameter names in order, for qmark drivers (SQLite)
     row: type[tuple[Any, ...]] | None  # named tuple of the result columns (None: no rows)
+    defaults: dict[str, Any]  # values of the statement's own literals (e.g. CASE ... THEN 0)
 
     def parameters(self, params: dict[str, Any]) -> Any:
+        if self.defaults:
+            params = self.defaults | params
         return params if self.positional is None else [params[name] for name in self.positional]
 
 
@@ -47,7 +50,8 @@ def compile_raw(stmt: ClauseElement, dialect: Dialect) -> RawStatement:
     row = namedtuple("Row", [c.name for c in columns], rename=True) if columns else None  # type: ignore[misc]
     order = getattr(compiled, "positiontup", None)
     positional = tuple(order) if order is not None else None
-    raw = RawStatement(str(compiled), positional, row)
+    defaults = {k: v for k, v in compiled.params.items() if v is not None}
+    raw = RawStatement(str(compiled), positional, row, defaults)
     _CACHE[key] = raw
     _KEEP.append(stmt)  # the id() key stays valid only while the statement lives
     return raw

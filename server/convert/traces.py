@@ -1,0 +1,57 @@
+"""TraceInfo and Trace: domain -> proto; StartTrace's TraceInfo -> store input."""
+
+from __future__ import annotations
+
+from google.protobuf.duration_pb2 import Duration
+
+from mlgenai.v1 import trace_pb2
+from server.convert import assessments
+from server.convert.common import timestamp
+from store.domain import TRACE_ERROR, TRACE_IN_PROGRESS, TRACE_OK, TraceInfo
+
+STATES = {
+    trace_pb2.TRACE_STATE_OK: TRACE_OK,
+    trace_pb2.TRACE_STATE_ERROR: TRACE_ERROR,
+    trace_pb2.TRACE_STATE_IN_PROGRESS: TRACE_IN_PROGRESS,
+}
+STATES_TO_PROTO = {v: k for k, v in STATES.items()}
+
+
+def info_to_proto(info: TraceInfo) -> trace_pb2.TraceInfo:
+    msg = trace_pb2.TraceInfo(
+        trace_id=info.trace_id,
+        experiment_id=info.experiment_id,
+        client_request_id=info.client_request_id,
+        request_time=timestamp(info.request_time_ms),
+        state=STATES_TO_PROTO[info.state],
+        request_preview=info.request_preview,
+        response_preview=info.response_preview,
+        trace_metadata=info.metadata,
+        tags=info.tags,
+        assessments=[assessments.to_proto(a) for a in info.assessments],
+        session_id=info.session_id,
+        user_id=info.user_id,
+        model_id=info.model_id,
+        run_id=info.run_id,
+        name=info.name,
+        span_count=info.span_count,
+    )
+    if info.execution_duration_ms is not None:
+        msg.execution_duration.CopyFrom(
+            Duration(seconds=info.execution_duration_ms // 1000, nanos=(info.execution_duration_ms % 1000) * 1_000_000)
+        )
+    if info.token_usage is not None:
+        u = info.token_usage
+        msg.token_usage.CopyFrom(
+            trace_pb2.TokenUsage(
+                input_tokens=u.input_tokens, output_tokens=u.output_tokens, total_tokens=u.total_tokens
+            )
+        )
+    return msg
+
+
+def trace_to_proto(info: TraceInfo, spans: list[bytes] | None) -> trace_pb2.Trace:
+    trace = trace_pb2.Trace(info=info_to_proto(info))
+    for blob in spans or ():
+        trace.spans.add().MergeFromString(blob)
+    return trace

@@ -1,0 +1,377 @@
+"""Trace writes (SPEC §3.3, §3.5): StartTrace, LogSpans, EndTrace, tags, deletion.
+
+Every write is an idempotent upsert that is safe to race from several server processes:
+
+* the experiment gets a shared lock (a concurrent delete of it waits; writers don't);
+* missing traces are inserted with ``ON CONFLICT DO NOTHING``, then **all touched trace rows
+  are locked in trace-id order** (``FOR NO KEY UPDATE``, which does not block the foreign-key
+  checks of concurrent assessment inserts) before any span is written. Two calls on the same
+  traces therefore serialize instead of deadlocking (mlflow#24332) and each recomputes the
+  trace's aggregates from the spans as committed by the other (no lost update, mlflow#23244);
+* spans are upserted in (trace_id, span_id) order in one statement; a re-sent span replaces
+  its earlier copy;
+* each touched trace's time range, state, previews, name, token usage, session and user are
+  recomputed from its stored spans, except what the caller set explicitly (StartTrace's
+  request time and state, EndTrace's state and duration, previews, metadata).
+
+A trace id that belongs to another experiment is FAILED_PRECONDITION and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from store.domain import TRACE_ERROR, TRACE_IN_PROGRESS, TRACE_OK, SpanRecord, TokenUsage, TraceStart
+from store.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from store.limits import SPANS_PER_TRACE_MAX, TAGS_PER_ENTITY_MAX
+from store.orm.base import table
+from store.orm.traces import SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
+from store.query.bulk import BulkWrite
+from store.spans import PROMOTED_METADATA, TRACE_NAME_TAG, aggregate_usage, preview
+
+if TYPE_CHECKING:
+    from store.uow import UnitOfWork
+
+TR = table(TraceRow)
+TT = table(TraceTagRow)
+TM = table(TraceMetadataRow)
+S = table(SpanRow)
+_P = sa.bindparam
+_IDS: Any = _P("b_ids", expanding=True)
+
+_NEW_TRACES = BulkWrite(
+    TR,
+    (
+        "trace_id",
+        "experiment_id",
+        "request_time",
+        "state",
+        "span_count",
+        "time_from_caller",
+        "state_from_caller",
+        "create_time",
+        "update_time",
+    ),
+    conflict_keys=("trace_id",),
+)
+_SPAN_COLUMNS = (
+    "trace_id", "span_id", "parent_span_id", "name", "span_type", "status", "start_time_unix_nano",
+    "end_time_unix_nano", "input_tokens", "output_tokens", "total_tokens", "payload", "proto",
+)  # fmt: skip
+_UPSERT_SPANS = BulkWrite(S, _SPAN_COLUMNS, ("trace_id", "span_id"), _SPAN_COLUMNS[2:])
+_UPSERT_TAGS = BulkWrite(TT, ("trace_id", "key", "value"), ("trace_id", "key"), ("value",))
+_INSERT_METADATA = BulkWrite(TM, ("trace_id", "key", "value"), ("trace_id", "key"))
+
+_LOCK = (
+    sa.select(
+        TR.c.trace_id, TR.c.experiment_id, TR.c.time_from_caller, TR.c.state_from_caller, TR.c.name,
+        TR.c.request_preview, TR.c.response_preview, TR.c.session_id, TR.c.user_id,
+    )
+    .where(TR.c.trace_id.in_(_IDS))
+    .order_by(TR.c.trace_id)
+    .with_for_update(key_share=True)
+)  # fmt: skip
+_SPAN_STATS = (
+    sa.select(
+        S.c.trace_id,
+        sa.func.count().label("n"),
+        sa.func.min(S.c.start_time_unix_nano).label("first_start"),
+        sa.func.max(S.c.end_time_unix_nano).label("last_end"),
+        sa.func.count(S.c.total_tokens).label("with_usage"),
+    )
+    .where(S.c.trace_id.in_(_IDS))
+    .group_by(S.c.trace_id)
+)
+_ROOTS = (
+    sa.select(S.c.trace_id, S.c.name, S.c.status, S.c.end_time_unix_nano, S.c.payload)
+    .where(S.c.trace_id.in_(_IDS), S.c.parent_span_id.is_(None))
+    .order_by(S.c.trace_id, S.c.start_time_unix_nano, S.c.span_id)
+)
+_USAGE_TREE = sa.select(
+    S.c.trace_id, S.c.span_id, S.c.parent_span_id, S.c.input_tokens, S.c.output_tokens, S.c.total_tokens
+).where(S.c.trace_id.in_(_IDS))
+_AGGREGATE_FIELDS = (
+    "span_count", "request_time", "execution_duration", "state", "name", "request_preview", "response_preview",
+    "session_id", "user_id", "input_tokens", "output_tokens", "total_tokens",
+)  # fmt: skip
+# A NULL parameter keeps the stored value.
+_UPDATE_TRACE = (
+    sa.update(TR)
+    .where(TR.c.trace_id == _P("b_trace_id"))
+    .values({f: sa.func.coalesce(_P(f"b_{f}"), TR.c[f]) for f in _AGGREGATE_FIELDS} | {"update_time": _P("b_now")})
+)
+
+
+@dataclass
+class _Locked:
+    """A locked trace row and what LogSpans will write back to it."""
+
+    row: Any
+    values: dict[str, Any]
+
+
+def in_other_experiment(trace_id: str, experiment_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        "TRACE_IN_OTHER_EXPERIMENT",
+        f"trace {trace_id!r} belongs to experiment {experiment_id!r}, not to this one",
+        {"trace_id": trace_id, "experiment_id": experiment_id},
+    )
+
+
+def trace_not_found(trace_id: str) -> NotFound:
+    return NotFound("TRACE_NOT_FOUND", f"trace {trace_id!r} does not exist", {"trace_id": trace_id})
+
+
+class TraceRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+        self._conn = uow.conn
+
+    # -- LogSpans ----------------------------------------------------------------------------
+
+    def log_spans(self, experiment_id: str, spans: Sequence[SpanRecord], now_ms: int) -> list[str]:
+        """Store ``spans`` (see the module docstring); returns the touched trace ids, sorted."""
+        unique = {(s.trace_id, s.span_id): s for s in spans}  # a span sent twice: the last wins
+        ordered = [unique[k] for k in sorted(unique)]
+        by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
+        for span in ordered:
+            by_trace[span.trace_id].append(span)
+        trace_ids = sorted(by_trace)
+        if experiment_id:
+            exp = self._uow.experiments.require_active(experiment_id)
+            firsts = {t: min(s.start_time_unix_nano for s in group) // 1_000_000 for t, group in by_trace.items()}
+            rows = [(t, exp, firsts[t], TRACE_IN_PROGRESS, 0, False, False, now_ms, now_ms) for t in trace_ids]
+            _NEW_TRACES.run(self._uow, rows)
+        locked = self._lock(trace_ids, experiment_id)
+        _UPSERT_SPANS.run(self._uow, [_span_row(s) for s in ordered])
+        self._recompute(locked, by_trace, now_ms)
+        return trace_ids
+
+    def _lock(self, trace_ids: list[str], experiment_id: str) -> dict[str, _Locked]:
+        rows = self._conn.execute(_LOCK, {"b_ids": trace_ids}).all()
+        found = {r.trace_id: _Locked(r, {}) for r in rows}
+        missing = [t for t in trace_ids if t not in found]
+        if missing:
+            raise InvalidArgument.field(
+                "experiment_id", f"required: trace {missing[0]!r} does not exist yet and would be created"
+            )
+        for trace_id, item in found.items():
+            owner = str(item.row.experiment_id)
+            if experiment_id and owner != experiment_id:
+                raise in_other_experiment(trace_id, owner)
+        if not experiment_id:
+            for owner in sorted({str(i.row.experiment_id) for i in found.values()}):
+                self._uow.experiments.require_active(owner)
+        return found
+
+    def _recompute(self, locked: dict[str, _Locked], by_trace: Mapping[str, list[SpanRecord]], now_ms: int) -> None:
+        ids = sorted(locked)
+        stats = {r.trace_id: r for r in self._conn.execute(_SPAN_STATS, {"b_ids": ids})}
+        roots: dict[str, Any] = {}
+        for root in self._conn.execute(_ROOTS, {"b_ids": ids}):
+            roots.setdefault(root.trace_id, root)
+        usage = self._usage([t for t in ids if stats[t].with_usage])
+        updates = []
+        for trace_id in ids:
+            item, stat = locked[trace_id], stats[trace_id]
+            if stat.n > SPANS_PER_TRACE_MAX:
+                raise ResourceExhausted(
+                    "TOO_MANY_SPANS",
+                    f"trace {trace_id!r} would have {stat.n} spans; at most {SPANS_PER_TRACE_MAX} are kept",
+                    {"trace_id": trace_id, "limit": str(SPANS_PER_TRACE_MAX)},
+                )
+            values = _aggregates(item.row, stat, roots.get(trace_id), usage.get(trace_id), by_trace[trace_id])
+            updates.append({"b_trace_id": trace_id, "b_now": now_ms, **{f"b_{k}": v for k, v in values.items()}})
+        self._uow.fetch_many(_UPDATE_TRACE, updates)
+
+    def _usage(self, trace_ids: list[str]) -> dict[str, TokenUsage | None]:
+        if not trace_ids:
+            return {}
+        tree: dict[str, list[tuple[str, str, TokenUsage | None]]] = defaultdict(list)
+        for r in self._conn.execute(_USAGE_TREE, {"b_ids": trace_ids}):
+            used = (
+                TokenUsage(r.input_tokens or 0, r.output_tokens or 0, r.total_tokens)
+                if r.total_tokens is not None
+                else None
+            )
+            tree[r.trace_id].append((r.span_id, r.parent_span_id or "", used))
+        return {t: aggregate_usage(spans) for t, spans in tree.items()}
+
+
+def _span_row(span: SpanRecord) -> tuple[Any, ...]:
+    usage = span.usage
+    return (
+        span.trace_id,
+        span.span_id,
+        span.parent_span_id or None,
+        span.name,
+        span.span_type,
+        span.status,
+        span.start_time_unix_nano,
+        span.end_time_unix_nano or None,
+        usage.input_tokens if usage else None,
+        usage.output_tokens if usage else None,
+        usage.total_tokens if usage else None,
+        span.payload_json,
+        span.proto,
+    )
+
+
+def _aggregates(row: Any, stat: Any, root: Any, usage: TokenUsage | None, batch: list[SpanRecord]) -> dict[str, Any]:
+    """The trace fields LogSpans derives from the stored spans (None: keep what is stored)."""
+    out: dict[str, Any] = dict.fromkeys(_AGGREGATE_FIELDS)
+    out["span_count"] = stat.n
+    root_ended = root is not None and root.end_time_unix_nano is not None
+    if not row.time_from_caller:
+        out["request_time"] = stat.first_start // 1_000_000
+        if root_ended and stat.last_end is not None:
+            out["execution_duration"] = max(0, (stat.last_end - stat.first_start) // 1_000_000)
+    if not row.state_from_caller:
+        out["state"] = (TRACE_ERROR if root.status == TRACE_ERROR else TRACE_OK) if root_ended else TRACE_IN_PROGRESS
+    if root is not None:
+        payload = root.payload if isinstance(root.payload, dict) else json.loads(root.payload)
+        out["name"] = row.name or root.name
+        out["request_preview"] = row.request_preview or preview(payload.get("inputs"))
+        out["response_preview"] = row.response_preview or preview(payload.get("outputs"))
+    out["session_id"] = row.session_id or next((s.session_id for s in batch if s.session_id), None)
+    out["user_id"] = row.user_id or next((s.user_id for s in batch if s.user_id), None)
+    if usage is not None:
+        out["input_tokens"], out["output_tokens"], out["total_tokens"] = (
+            usage.input_tokens, usage.output_tokens, usage.total_tokens,
+        )  # fmt: skip
+    return out
+
+
+_META_KEYS = sa.select(TM.c.key).where(TM.c.trace_id == _P("b_id"))
+_COUNT_TAGS = sa.select(sa.func.count()).where(TT.c.trace_id == _P("b_id"))
+_DELETE_TAG = sa.delete(TT).where(TT.c.trace_id == _P("b_id"), TT.c.key == _P("b_key"))
+_LAST_END = sa.select(sa.func.max(S.c.end_time_unix_nano)).where(S.c.trace_id == _P("b_id"))
+_ROOT_NAME = (
+    sa.select(S.c.name)
+    .where(S.c.trace_id == _P("b_id"), S.c.parent_span_id.is_(None))
+    .order_by(S.c.start_time_unix_nano, S.c.span_id)
+    .limit(1)
+)
+_REQUEST_TIME = sa.select(TR.c.request_time).where(TR.c.trace_id == _P("b_id"))
+
+
+class TraceMutations:
+    """StartTrace, EndTrace, tags and deletion (LogSpans is ``TraceRepository.log_spans``)."""
+
+    def __init__(self, uow: UnitOfWork, spans: TraceRepository) -> None:
+        self._uow = uow
+        self._conn = uow.conn
+        self._spans = spans
+
+    def start(self, start: TraceStart, now_ms: int) -> None:
+        exp = self._uow.experiments.require_active(start.experiment_id)
+        request_time = start.request_time_ms if start.request_time_ms is not None else now_ms
+        state = start.state or TRACE_IN_PROGRESS
+        row = (start.trace_id, exp, request_time, state, 0, start.request_time_ms is not None, start.state is not None)
+        _NEW_TRACES.run(self._uow, [(*row, now_ms, now_ms)])
+        self._spans._lock([start.trace_id], start.experiment_id)
+        changes: dict[str, Any] = {"update_time": now_ms}
+        if start.client_request_id is not None:
+            changes["client_request_id"] = start.client_request_id
+        if start.request_time_ms is not None:
+            changes |= {"request_time": start.request_time_ms, "time_from_caller": True}
+        if start.execution_duration_ms is not None:
+            changes |= {"execution_duration": start.execution_duration_ms, "time_from_caller": True}
+        if start.state is not None:
+            changes |= {"state": start.state, "state_from_caller": True}
+        if start.request_preview is not None:
+            changes["request_preview"] = start.request_preview
+        if start.response_preview is not None:
+            changes["response_preview"] = start.response_preview
+        changes |= self._add_metadata(start.trace_id, start.metadata)
+        changes |= self._set_tags(start.trace_id, start.tags)
+        self._conn.execute(sa.update(TR).where(TR.c.trace_id == start.trace_id).values(changes))
+
+    def end(
+        self, trace_id: str, state: str, end_time_ms: int | None, response_preview: str | None,
+        tags: Mapping[str, str], now_ms: int,
+    ) -> None:  # fmt: skip
+        self._lock_writable(trace_id)
+        if end_time_ms is None:
+            last_end = self._conn.execute(_LAST_END, {"b_id": trace_id}).scalar()
+            end_time_ms = last_end // 1_000_000 if last_end is not None else now_ms
+        started = self._conn.execute(_REQUEST_TIME, {"b_id": trace_id}).scalar_one()
+        changes: dict[str, Any] = {
+            "state": state,
+            "state_from_caller": True,
+            "execution_duration": max(0, end_time_ms - started),
+            "time_from_caller": True,
+            "update_time": now_ms,
+        }
+        if response_preview is not None:
+            changes["response_preview"] = response_preview
+        changes |= self._set_tags(trace_id, tags)
+        self._conn.execute(sa.update(TR).where(TR.c.trace_id == trace_id).values(changes))
+
+    def set_tag(self, trace_id: str, key: str, value: str, now_ms: int) -> None:
+        self._lock_writable(trace_id)
+        changes = self._set_tags(trace_id, {key: value}) | {"update_time": now_ms}
+        self._conn.execute(sa.update(TR).where(TR.c.trace_id == trace_id).values(changes))
+
+    def delete_tag(self, trace_id: str, key: str, now_ms: int) -> None:
+        self._lock_writable(trace_id)
+        self._conn.execute(_DELETE_TAG, {"b_id": trace_id, "b_key": key})
+        changes: dict[str, Any] = {"update_time": now_ms}
+        if key == TRACE_NAME_TAG:
+            changes["name"] = self._conn.execute(_ROOT_NAME, {"b_id": trace_id}).scalar()
+        self._conn.execute(sa.update(TR).where(TR.c.trace_id == trace_id).values(changes))
+
+    def delete(
+        self, experiment_id: str, trace_ids: Sequence[str], max_request_time_ms: int | None, max_traces: int
+    ) -> int:
+        """Hard delete (spans, tags, metadata and assessments cascade); returns the count."""
+        exp = self._uow.experiments.get(experiment_id)  # NOT_FOUND for an unknown experiment
+        key = int(exp.experiment_id)
+        if max_request_time_ms is not None:
+            oldest = (
+                sa.select(TR.c.trace_id)
+                .where(TR.c.experiment_id == key, TR.c.request_time < max_request_time_ms)
+                .order_by(TR.c.request_time, TR.c.trace_id)
+                .limit(max_traces)
+            )
+            trace_ids = list(self._conn.execute(oldest).scalars())
+        if not trace_ids:
+            return 0
+        stmt = sa.delete(TR).where(TR.c.experiment_id == key, TR.c.trace_id.in_(sorted(set(trace_ids))))
+        return int(self._conn.execute(stmt).rowcount)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _lock_writable(self, trace_id: str) -> None:
+        rows = self._conn.execute(_LOCK, {"b_ids": [trace_id]}).all()
+        if not rows:
+            raise trace_not_found(trace_id)
+        self._uow.experiments.require_active(str(rows[0].experiment_id))
+
+    def _add_metadata(self, trace_id: str, metadata: Mapping[str, str]) -> dict[str, Any]:
+        """Insert the keys not set yet (set keys never change); promoted fields of new keys."""
+        if not metadata:
+            return {}
+        present = set(self._conn.execute(_META_KEYS, {"b_id": trace_id}).scalars())
+        new = {k: v for k, v in sorted(metadata.items()) if k not in present}
+        _INSERT_METADATA.run(self._uow, [(trace_id, k, v) for k, v in new.items()])
+        return {field: new[key] for key, field in PROMOTED_METADATA.items() if key in new}
+
+    def _set_tags(self, trace_id: str, tags: Mapping[str, str]) -> dict[str, Any]:
+        if not tags:
+            return {}
+        _UPSERT_TAGS.run(self._uow, [(trace_id, k, v) for k, v in sorted(tags.items())])
+        count = self._conn.execute(_COUNT_TAGS, {"b_id": trace_id}).scalar_one()
+        if count > TAGS_PER_ENTITY_MAX:
+            raise ResourceExhausted(
+                "TOO_MANY_TAGS",
+                f"trace {trace_id!r} would have {count} tags; at most {TAGS_PER_ENTITY_MAX}",
+                {"trace_id": trace_id, "limit": str(TAGS_PER_ENTITY_MAX)},
+            )
+        return {"name": tags[TRACE_NAME_TAG]} if TRACE_NAME_TAG in tags else {}
