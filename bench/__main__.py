@@ -52,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="where to write the JSON (default bench/results/<timestamp>.json)")
     p.add_argument("--quick", action="store_true", help="short windows: a smoke run for CI (< 60 s)")
     p.add_argument("--seed", type=int, default=10_000, help="experiments seeded for SearchExperiments (default 10,000)")
+    p.add_argument("--search-traces", type=int, help="traces seeded for SearchTraces (default 100,000; --quick 10,000)")
+    p.add_argument(
+        "--ingest-traces",
+        type=int,
+        help="traces per LogSpans/OTLP run, in calls of 100 traces × 10 spans (default 10,000; --quick 1,000)",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -89,6 +95,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.quiet_wait = 0.0 if args.quick else 20.0
     if args.warmup is None:
         args.warmup = 0.2 if args.quick else 1.0
+    if args.search_traces is None:
+        args.search_traces = 10_000 if args.quick else 100_000
+    if args.ingest_traces is None:
+        args.ingest_traces = 1_000 if args.quick else 10_000
     unknown = set(_split([args.backends])) - set(BACKENDS)
     if unknown:
         p.error(f"unknown backends: {', '.join(sorted(unknown))}")
@@ -112,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         quiet_wait_s=args.quiet_wait,
         retries=args.retries,
         repeat=max(1, args.repeat),
+        search_traces=args.search_traces,
+        ingest_traces=max(100, args.ingest_traces),
     )
     started = datetime.now(UTC)
     machine = machine_info(with_postgres="postgresql" in backends)

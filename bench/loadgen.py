@@ -10,6 +10,8 @@ absolute window (``perf_counter_ns`` is CLOCK_MONOTONIC, shared by all processes
 finishing during the warm-up are dropped, then calls finishing inside the window are counted.
 Latency is taken per call with ``time.perf_counter_ns``; failures are counted by status code
 (they are not part of the latency figures, and they are never hidden: see ``LoadResult.errors``).
+With ``LoadSpec.calls`` the run is a fixed amount of work instead (ingesting a data set): the
+callers share exactly that many calls, every one is measured, and the window is their time.
 
 An ``Operation`` is what a caller does once (usually one unary call: ``bench.ops.Unary``); it
 must pickle, since it crosses into the generator processes.
@@ -52,6 +54,7 @@ class LoadSpec:
     duration_s: float
     warmup_s: float
     channels: int = 1
+    calls: int = 0  # > 0: exactly this many calls, all measured (no warm-up); the window is their time
 
 
 @dataclass
@@ -62,6 +65,7 @@ class LoadResult:
     errors: dict[str, int]  # status code name (or exception type) -> count in the window
     usage: Usage
     server_rss_peak_mb: float
+    window_s: float  # the measured window: spec.duration_s, or the time a fixed number of calls took
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -75,7 +79,7 @@ class LoadResult:
     @property
     def calls_per_s(self) -> float:
         """Successful calls per second of the measured window."""
-        return self.ok / self.spec.duration_s
+        return self.ok / self.window_s if self.window_s > 0 else 0.0
 
     def percentile_ms(self, q: float) -> float | None:
         if not self.latencies_ns:
@@ -93,7 +97,7 @@ class LoadResult:
             "concurrency": self.spec.concurrency,
             "channels": self.spec.channels,
             "generator_procs": self.procs,
-            "duration_s": self.spec.duration_s,
+            "duration_s": round(self.window_s, 3),
             "warmup_s": self.spec.warmup_s,
             "calls": self.ok + self.error_count,
             "ok": self.ok,
@@ -115,10 +119,12 @@ class LoadResult:
 
 
 async def _caller(
-    call: Call, caller: int, seq: int, t_start: int, t_end: int, lat: array[int], errors: Counter[str]
+    call: Call, caller: int, seq: int, t_start: int, t_end: int, lat: array[int], errs: Counter[str], left: list[int]
 ) -> None:
+    """Call until ``t_end`` or until ``left`` (calls left, shared by this process's callers) is spent."""
     clock = time.perf_counter_ns
-    while True:
+    while left[0] > 0:
+        left[0] -= 1
         code = ""
         t0 = clock()
         try:
@@ -133,43 +139,44 @@ async def _caller(
             return
         if t1 >= t_start:
             if code:
-                errors[code] += 1
+                errs[code] += 1
             else:
                 lat.append(t1 - t0)
 
 
 async def _generate(
-    target: str, op: Operation, callers: Sequence[int], channels: int, first_seq: int, conn: Connection
+    target: str, op: Operation, callers: Sequence[int], channels: int, first_seq: int, calls: int, conn: Connection
 ) -> None:
     """One job in a generator process: connect, say ready, get the window, run, send results."""
-    options = [("grpc.use_local_subchannel_pool", 1)]
+    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", -1)]
     chans = [grpc.aio.insecure_channel(target, options=options) for _ in range(channels)]
     try:
         for ch in chans:
             await asyncio.wait_for(ch.channel_ready(), READY_TIMEOUT_S)
-        calls = [op.bind(ch) for ch in chans]
+        binds = [op.bind(ch) for ch in chans]
         conn.send("ready")
         t_start, t_end = conn.recv()
         lat: array[int] = array("q")
         errors: Counter[str] = Counter()
+        left = [calls or 1 << 62]
         await asyncio.gather(
             *(
-                _caller(calls[i % channels], cid, first_seq, t_start, t_end, lat, errors)
+                _caller(binds[i % channels], cid, first_seq, t_start, t_end, lat, errors, left)
                 for i, cid in enumerate(callers)
             )
         )
-        conn.send((lat.tobytes(), dict(errors)))
+        conn.send((lat.tobytes(), dict(errors), time.perf_counter_ns()))
     finally:
         for ch in chans:
             await ch.close()
 
 
 def _child_main(conn: Connection) -> None:
-    """A generator process: run jobs ``(target, op, callers, channels)`` until it gets None."""
+    """A generator process: run jobs ``(target, op, callers, channels, first_seq, calls)`` until it gets None."""
     while (job := conn.recv()) is not None:
-        target, op, callers, channels, first_seq = job
+        target, op, callers, channels, first_seq, calls = job
         try:
-            asyncio.run(_generate(target, op, callers, channels, first_seq, conn))
+            asyncio.run(_generate(target, op, callers, channels, first_seq, calls, conn))
         except Exception as exc:
             conn.send(f"error: {type(exc).__name__}: {exc}")
 
@@ -240,29 +247,43 @@ class LoadGenerator:
     def _run(self, target: str, op: Operation, spec: LoadSpec, sampler: Sampler) -> LoadResult:
         n = len(self._children)
         self._jobs += 1
+        given = 0  # callers given to the processes so far: a fixed count is shared out like them
         for i, (_, conn) in enumerate(self._children):
             share = list(range(i, spec.concurrency, n))
             channels = max(1, len(share) * spec.channels // spec.concurrency) if share else 0
-            conn.send((target, op, share, channels, self._jobs * SEQ_STRIDE))
+            calls = spec.calls * (given + len(share)) // spec.concurrency - spec.calls * given // spec.concurrency
+            given += len(share)
+            conn.send((target, op, share, channels, self._jobs * SEQ_STRIDE, calls))
         for i in range(n):
             self._recv(i, READY_TIMEOUT_S, "ready signal")
         sampler = replace(sampler, generator_pids=[p.pid for p, _ in self._children if p.pid is not None])
-        t_start = time.perf_counter_ns() + int(spec.warmup_s * 1e9)
-        t_end = t_start + int(spec.duration_s * 1e9)
+        if spec.calls:  # every call counts: the window opens now and closes when the last one ends
+            before = sampler.snapshot()
+            t_start, t_end = before.t_ns, 1 << 62
+        else:
+            t_start = time.perf_counter_ns() + int(spec.warmup_s * 1e9)
+            t_end = t_start + int(spec.duration_s * 1e9)
         for _, conn in self._children:
-            conn.send((t_start, t_end))
-        _sleep_until(t_start)
-        before = sampler.snapshot()
-        _sleep_until(t_end)
-        after = sampler.snapshot()
+            conn.send((0 if spec.calls else t_start, t_end))
+        if not spec.calls:
+            _sleep_until(t_start)
+            before = sampler.snapshot()
+            _sleep_until(t_end)
+            after = sampler.snapshot()
         lat: array[int] = array("q")
         errors: Counter[str] = Counter()
+        finished: list[int] = []
         for i in range(n):
-            raw, errs = self._recv(i, CALL_TIMEOUT_S + 30, "results")
+            raw, errs, t_done = self._recv(i, CALL_TIMEOUT_S * max(spec.calls, 1) + 30, "results")
             lat.frombytes(raw)
             errors.update(errs)
+            finished.append(t_done)
+        if spec.calls:
+            after = sampler.snapshot()
+            t_end = max(finished)
         usage = Usage.between(before, after)
-        return LoadResult(spec, n, sorted(lat), dict(errors), usage, sampler.server_peak_rss_mb())
+        window_s = (t_end - t_start) / 1e9
+        return LoadResult(spec, n, sorted(lat), dict(errors), usage, sampler.server_peak_rss_mb(), window_s)
 
 
 def run_load(target: str, op: Operation, spec: LoadSpec, sampler: Sampler, procs: int = 1) -> LoadResult:

@@ -63,11 +63,12 @@ class CreateExperiments:
 
 @dataclass(frozen=True)
 class Unary:
-    """One unary call of ``method`` (a full path, or a name in ExperimentService)."""
+    """One unary call of ``method`` (a full path, or a name in ExperimentService), with ``metadata``."""
 
     method: str
     source: RequestSource
     timeout_s: float = CALL_TIMEOUT_S
+    metadata: tuple[tuple[str, str], ...] = ()
 
     @property
     def path(self) -> str:
@@ -75,10 +76,10 @@ class Unary:
 
     def bind(self, channel: grpc.aio.Channel) -> Call:
         multicallable: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(self.path)
-        source, timeout = self.source, self.timeout_s
+        source, timeout, metadata = self.source, self.timeout_s, self.metadata or None
 
         def call(caller: int, seq: int) -> grpc.aio.UnaryUnaryCall[bytes, bytes]:
-            return multicallable(source(caller, seq), timeout=timeout)
+            return multicallable(source(caller, seq), timeout=timeout, metadata=metadata)
 
         return call
 

@@ -42,30 +42,49 @@ def _cell(record: Record, key: str, fmt: str) -> str:
         return "-"
     if key == "other_cpu_cores" and record.get("noisy"):
         return "*" + fmt.format(value)
+    if key == "calls_per_s" and value < 10:  # slow calls (ingestion, GetTrace of 10,000 spans)
+        return f"{value:.1f}"
     return fmt.format(value)
 
 
-def _align(cells: Sequence[str]) -> str:
-    """Two left-aligned text columns, then right-aligned numbers."""
-    widths = [w for _, w, _, _ in COLUMNS]
+def _align(cells: Sequence[str], first: int) -> str:
+    """Two left-aligned text columns (the first ``first`` wide), then right-aligned numbers."""
+    widths = [first] + [w for _, w, _, _ in COLUMNS[1:]]
     return "  ".join(f"{c:<{w}}" if i < 2 else f"{c:>{w}}" for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
 
 
 def table(results: Sequence[Record]) -> str:
-    head = _align([h for h, _, _, _ in COLUMNS])
+    first = max([COLUMNS[0][1], *(len(r["workload"]) for r in results)])
+    head = _align([h for h, _, _, _ in COLUMNS], first)
     lines = [head + "  what", "-" * (len(head) + 30)]
     for r in results:
-        what = f"{r['rpc']} ({r['note']})"
-        if "rows_per_call" in r:
-            what += f" → {r['rows_per_call']} rows"
-        lines.append(_align([_cell(r, key, fmt) for _, _, key, fmt in COLUMNS]) + "  " + what)
+        lines.append(_align([_cell(r, key, fmt) for _, _, key, fmt in COLUMNS], first) + "  " + _what(r))
     if any(r.get("noisy") for r in results):
         lines.append("*  other programs used CPU during this window on every attempt: compare with care")
     for r in results:
+        if "stored_spans" in r:
+            ok, sign = ("ok", "=") if r["stored_ok"] else ("!!", "≠")
+            lines.append(
+                f"{ok} {r['workload']} on {r['backend']}: {r['stored_spans']:,} spans stored {sign} "
+                f"{r['acknowledged_calls']:,} acknowledged calls × {r['spans_per_call']:,}"
+            )
+    for r in results:
         if r["errors"]:
             codes = ", ".join(f"{code} ×{n}" for code, n in sorted(r["errors"].items()))
-            lines.append(f"!! {r['workload']} on {r['backend']}: {codes}")
+            problem = f" ({r['problem']})" if "problem" in r else ""
+            lines.append(f"!! {r['workload']} on {r['backend']}: {codes}{problem}")
     return "\n".join(lines)
+
+
+def _what(r: Record) -> str:
+    what = f"{r['rpc']} ({r['note']})"
+    if "rows_per_call" in r:
+        what += f" → {r['rows_per_call']} rows"
+    if "items_per_s" in r:
+        what += f" → {r['items_per_s']:,.0f} {r['item']}/s"
+    if "sweep" in r:
+        what += " [" + ", ".join(f"c{c}: {v:,.0f}" for c, v in r["sweep"].items()) + f"; best c{r['concurrency']}]"
+    return what
 
 
 def ratios_text(ratios: Sequence[Record]) -> str:
@@ -75,7 +94,7 @@ def ratios_text(ratios: Sequence[Record]) -> str:
 
 
 def targets_text(verdicts: Sequence[Record]) -> str:
-    lines = ["Targets (issue 2; binding on PostgreSQL, one server process):"]
+    lines = ["Targets (issues 2, 3 and 4; binding on PostgreSQL, one server process):"]
     for v in sorted(verdicts, key=lambda v: (not v["binding"], v["backend"])):
         scope = "" if v["binding"] else "  (info)"
         errors = f", {v['errors']} errors" if v["errors"] else ""

@@ -2,8 +2,9 @@
 
 Order: our server starts first (idle while the echo server is measured), a GetExperiment target
 with 5 tags is created through the API, the echo ceiling runs, then our workloads, then the
-``--workers 2`` server. CreateExperiment runs last among ours, so the reads see exactly the
-seeded 10,000 experiments.
+``--workers 2`` server. CreateExperiment runs last among the issue 2 workloads, so the reads see
+exactly the seeded 10,000 experiments; the trace fixtures (``bench.trace_prep``) are made after
+them, just before the first trace workload.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from typing import Any
 import grpc
 
 from bench.databases import BenchDatabase, fresh_database, seed_experiments
+from bench.dataset_ops import run_phase as run_dataset_phase
 from bench.echo import EchoProcess
 from bench.loadgen import LoadGenerator, LoadSpec
 from bench.ops import PagedSearch, Unary
 from bench.procstat import Sampler, wait_until_quiet
-from bench.suite import GET_TARGET, Workload, select, workloads
+from bench.suite import GET_TARGET, select, workloads
+from bench.trace_checks import stored_check
+from bench.trace_prep import prepare
+from bench.workload import Workload
 from mlgenai.v1 import experiment_service_pb2 as pb, experiment_service_pb2_grpc
 from server.childproc import ServerProcess
 
@@ -41,6 +46,8 @@ class RunConfig:
     quiet_wait_s: float = 0.0  # wait up to this long for other programs to leave the CPUs alone
     retries: int = 0  # measure again (keeping the quietest attempt) when other programs took CPU
     repeat: int = 1  # runs per workload; the one with the median throughput is reported
+    search_traces: int = 100_000  # traces seeded for SearchTraces
+    ingest_traces: int = 10_000  # traces per LogSpans/OTLP run
 
 
 @dataclass
@@ -85,9 +92,11 @@ def _server(db: BenchDatabase, cfg: RunConfig, workers: int) -> Iterator[Server]
 
 
 def _attempt(
-    gen: LoadGenerator, server: Server, w: Workload, spec: LoadSpec, sampler: Sampler, cfg: RunConfig
+    gen: LoadGenerator, server: Server, w: Workload, spec: LoadSpec, sampler: Sampler, cfg: RunConfig, acked: list[int]
 ) -> Record:
-    """Measure once; again (up to ``cfg.retries`` times) while other programs take CPU meanwhile."""
+    """Measure once; again (up to ``cfg.retries`` times) while other programs take CPU meanwhile.
+
+    ``acked[0]`` grows by the successful calls of every attempt (all of them with a fixed count)."""
     best: Record | None = None
     for attempt in range(1, cfg.retries + 2):
         extra: Record = {"attempts": attempt}
@@ -96,6 +105,7 @@ def _attempt(
             extra.update(quiet_waited_s=waited, busy_pct_before=busy)
         result = gen.run(server.target, w.op, spec, sampler)
         result.extra.update(extra)
+        acked[0] += result.ok
         record = result.summary()
         if best is None or record["other_cpu_cores"] < best["other_cpu_cores"]:
             best = record
@@ -110,17 +120,38 @@ def _attempt(
 def _measure(
     gen: LoadGenerator, backend: str, db: BenchDatabase, server: Server, w: Workload, cfg: RunConfig
 ) -> Record:
-    """The workload's record: the run with the median throughput of ``cfg.repeat`` runs."""
+    """The workload's record: the run with the median throughput of ``cfg.repeat`` runs (of the
+    fastest concurrency, for a workload that tries several)."""
     probe = _probe(server.target, w) if w.needs_seed else {}
-    spec = LoadSpec(w.concurrency, max(cfg.duration_s, w.min_duration_s), cfg.warmup_s, w.channels)
+    probe.update(w.probe(server.target) if w.probe is not None else {})
+    acked = [probe.pop("probe_calls", 0)]
     sampler = Sampler(server.pid)
     if backend == "postgresql" and w.target != "echo":
         sampler = Sampler(server.pid, database_comm="postgres", database_match=f" {db.name} ")
-    runs = sorted((_attempt(gen, server, w, spec, sampler, cfg) for _ in range(cfg.repeat)), key=_rate)
-    chosen = runs[len(runs) // 2]
-    if len(runs) > 1:
-        chosen["repeat_calls_per_s"] = [r["calls_per_s"] for r in runs]
-    return {"backend": backend, "workload": w.name, "rpc": w.rpc, "note": w.note, **chosen, **probe}
+    chosen: Record | None = None
+    tried: dict[str, float] = {}
+    for concurrency in w.sweep or (w.concurrency,):
+        duration = max(cfg.duration_s, w.min_duration_s)
+        spec = LoadSpec(concurrency, duration, cfg.warmup_s, w.channels, w.calls)
+        runs = sorted((_attempt(gen, server, w, spec, sampler, cfg, acked) for _ in range(cfg.repeat)), key=_rate)
+        median = runs[len(runs) // 2]
+        if len(runs) > 1:
+            median["repeat_calls_per_s"] = [r["calls_per_s"] for r in runs]
+        tried[str(concurrency)] = median["calls_per_s"] * (w.per_call or 1)
+        chosen = median if chosen is None or _rate(median) > _rate(chosen) else chosen
+    assert chosen is not None
+    record = {"backend": backend, "workload": w.name, "rpc": w.rpc, "note": w.note, **chosen, **probe}
+    if w.per_call:
+        record.update(items_per_s=round(chosen["calls_per_s"] * w.per_call, 1), item=w.item)
+    if len(tried) > 1:
+        record["sweep"] = tried
+    if "problem" in probe:
+        record["errors"] = {**record["errors"], "WRONG_RESULT": 1}
+    if w.stored_in:
+        record.update(stored_check(db.url, w.stored_in, acked[0], w.per_call))
+        if record["stored_spans"] < record["expected_spans"]:
+            record["errors"] = {**record["errors"], "SPANS_LOST": record["expected_spans"] - record["stored_spans"]}
+    return record
 
 
 def _rate(record: Record) -> float:
@@ -144,11 +175,25 @@ def run_backend(backend: str, cfg: RunConfig, emit: Callable[[Record], None]) ->
                     assert echo.proc is not None
                     for w in echo_phase:
                         emit(_measure(gen, backend, db, Server(echo.target, echo.proc.pid), w, cfg))
+            on_fixtures: dict[str, Workload] = {}  # the trace workloads, rebuilt on their fixtures
             for w in chosen:
-                if w.target == "server":
-                    emit(_measure(gen, backend, db, ours, w, cfg))
+                if w.target != "server":
+                    continue
+                if w.prepare and not on_fixtures:
+                    needs = {x.prepare for x in chosen if x.prepare}
+                    traces, made = prepare(db, ours.target, needs, cfg.search_traces, cfg.ingest_traces)
+                    info.update(made)
+                    on_fixtures = {x.name: x for x in workloads(get_id, cfg.channels_per_16, traces) if x.prepare}
+                emit(_measure(gen, backend, db, ours, on_fixtures.get(w.name, w), cfg))
         if workers2_phase := [w for w in chosen if w.target == "workers2"]:
             with _server(db, cfg, workers=2) as two:
                 for w in workers2_phase:
                     emit(_measure(gen, backend, db, two, w, cfg))
+        if dataset_phase := [w for w in chosen if w.group_name == "datasets"]:  # their own servers, in order
+            run_dataset_phase(
+                db.url,
+                dataset_phase,
+                lambda: _server(db, cfg, 1),
+                lambda s, w: emit(_measure(gen, backend, db, s, w, cfg)),
+            )
     return info

@@ -4,6 +4,8 @@ A workload names an operation (``bench.ops``), a concurrency and which server it
 ``server`` (ours, one process), ``workers2`` (ours with ``--workers 2``) or ``echo`` (the bare
 grpcio ceiling). Adding one is one more ``Workload(...)`` line in ``workloads()``; ``--only``
 selects them by name, glob or group (``create`` = ``create_*``), and ``bench.targets`` reads the results by name.
+The trace, OTLP and assessment workloads (issue 3) are in ``bench.trace_suite``, the dataset
+workloads (issue 4, group ``datasets``) in ``bench.dataset_ops``.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import fnmatch
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from bench.databases import SEED_PREFIX, SEED_TEAMS
+from bench.dataset_ops import dataset_workloads
 from bench.echo import METHOD as ECHO_METHOD
-from bench.loadgen import Operation
 from bench.ops import CreateExperiments, Cycle, Fixed, PagedSearch, Unary
+from bench.trace_suite import TraceContext, trace_workloads
+from bench.workload import Workload
 from mlgenai.v1 import common_pb2, experiment_pb2, experiment_service_pb2 as pb
 
 GET_TARGET = pb.CreateExperimentRequest(
@@ -24,19 +27,6 @@ GET_TARGET = pb.CreateExperimentRequest(
     tags={"team": "search", "env": "prod", "owner": "alice", "model": "gpt-x", "stage": "eval"},
 )
 SERVER_TARGETS = ("server", "workers2")
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str  # what --only and the targets use, e.g. "get_c16"
-    rpc: str  # what the table shows, e.g. "GetExperiment"
-    note: str
-    op: Operation
-    concurrency: int
-    channels: int = 1
-    target: str = "server"  # "server", "workers2" or "echo"
-    needs_seed: bool = False
-    min_duration_s: float = 0.0  # for slow operations: enough calls even with --quick
 
 
 def expected_get_response_bytes(experiment_id: str = "10002") -> int:
@@ -64,8 +54,9 @@ TAG_FILTER = "tags.team = '{team}'"
 NAME_TAG_FILTER = f"name LIKE '{SEED_PREFIX}01%' AND tags.team = '{{team}}'"
 
 
-def workloads(get_target_id: str, channels_per_16: int = 1) -> list[Workload]:
-    """Every workload of one backend pass. ``channels_per_16``: connections per 16 callers."""
+def workloads(get_target_id: str, channels_per_16: int = 1, traces: TraceContext | None = None) -> list[Workload]:
+    """Every workload of one backend pass. ``channels_per_16``: connections per 16 callers;
+    ``traces``: the prepared trace fixtures (placeholders when None)."""
 
     def chans(c: int) -> int:
         return max(1, c * channels_per_16 // 16)
@@ -119,16 +110,22 @@ def workloads(get_target_id: str, channels_per_16: int = 1) -> list[Workload]:
             )
             for c in (1, 16)
         ]
-    return out
+    return out + trace_workloads(traces or TraceContext(), chans(16)) + dataset_workloads()
+
+
+def _matches(w: Workload, pattern: str) -> bool:
+    """A name, a glob, a group (``get``: the get_* of issue 2; ``traces``, ``otlp``, ``assessments``),
+    or a longer name prefix (``create_norid``)."""
+    if fnmatch.fnmatch(w.name, pattern) or pattern == w.group_name:
+        return True
+    return "_" in pattern and w.name.startswith(pattern + "_")
 
 
 def select(all_workloads: Sequence[Workload], patterns: Sequence[str]) -> list[Workload]:
-    """Workloads matching one of ``patterns``: a name, a glob, or a group (``get`` = ``get_*``); all when empty."""
+    """Workloads matching one of ``patterns`` (see ``_matches``); all when empty."""
     if not patterns:
         return list(all_workloads)
-    chosen = [
-        w for w in all_workloads if any(fnmatch.fnmatch(w.name, p) or w.name.startswith(p + "_") for p in patterns)
-    ]
+    chosen = [w for w in all_workloads if any(_matches(w, p) for p in patterns)]
     names = {w.name for w in chosen}
     if "get_c16" in names and "echo_c16" not in names:  # the ratio needs its ceiling
         chosen = [w for w in all_workloads if w.name == "echo_c16" or w.name in names]

@@ -1,4 +1,4 @@
-"""The performance targets of issue 2, checked against a run's results.
+"""The performance targets of issues 2, 3 and 4, checked against a run's results.
 
 They are stated for one server process on PostgreSQL; the same checks are printed for SQLite
 for information. A target whose workload had errors is a MISS whatever its numbers.
@@ -28,6 +28,10 @@ class Target:
 def _get(rs: dict[str, Record], name: str, key: str) -> float | None:
     value = rs.get(name, {}).get(key)
     return float(value) if value is not None else None
+
+
+def _reads(name: str, key: str) -> Callable[[dict[str, Record]], float | None]:
+    return lambda rs: _get(rs, name, key)
 
 
 def _ratio(rs: dict[str, Record], num: str, den: str) -> float | None:
@@ -81,7 +85,102 @@ TARGETS = (
         True,
         "×",
     ),
+    # -- issue 3: traces, OTLP, assessments ------------------------------------------------------
+    Target(
+        "logspans_rate",
+        "LogSpans ≥ 20,000 spans/s (100 traces × 10 spans per call, best of concurrency 1/2/4)",
+        ("logspans",),
+        _reads("logspans", "items_per_s"),
+        20_000.0,
+        True,
+        "spans/s",
+    ),
+    Target(
+        "otlp_rate",
+        "OTLP Export ≥ 15,000 spans/s (same spans, best of concurrency 1/2/4)",
+        ("otlp",),
+        _reads("otlp", "items_per_s"),
+        15_000.0,
+        True,
+        "spans/s",
+    ),
+    *(
+        Target(
+            f"{name}_p50",
+            f"SearchTraces p50 ≤ 10 ms over 100,000 traces ({text}, first page of 100)",
+            (name,),
+            _reads(name, "p50_ms"),
+            10.0,
+            False,
+            "ms",
+        )
+        for name, text in (
+            ("search_traces_tag_status", "tag + status"),
+            ("search_traces_feedback", "feedback > 0.5"),
+        )
+    ),
+    Target(
+        "get_trace_10k_p50",
+        "GetTrace of a trace of 10,000 spans p50 ≤ 300 ms",
+        ("get_trace_10k",),
+        _reads("get_trace_10k", "p50_ms"),
+        300.0,
+        False,
+        "ms",
+    ),
+    *(
+        Target(
+            f"{name}_rate",
+            f"CreateAssessment ≥ 1,500/s at concurrency 16 ({what})",
+            (name,),
+            _reads(name, "calls_per_s"),
+            1500.0,
+            True,
+            "/s",
+        )
+        for name, what in (
+            ("create_assessment_c16", "with request_id"),
+            ("create_assessment_norid_c16", "no request_id"),
+        )
+    ),
+    Target(
+        "batch_assessments_rate",
+        "BatchCreateAssessments ≥ 20,000 assessments/s (1,000 per call)",
+        ("batch_assessments",),
+        _reads("batch_assessments", "items_per_s"),
+        20_000.0,
+        True,
+        "/s",
+    ),
+    # -- issue 4: evaluation datasets (bench.dataset_ops) ---------------------------------------
+    *(
+        Target(
+            f"{name}_rate", f"{text} ≥ {limit:,.0f} records/s", (name,), _reads(name, "items_per_s"), limit, True, "/s"
+        )
+        for name, text, limit in (
+            ("dataset_merge_new", "MergeRecords of 100,000 new records in batches of 1,000", 20_000.0),
+            ("dataset_merge_changed", "Re-merge of the same 100,000 with changed expectations", 15_000.0),
+            ("dataset_merge_unchanged", "Re-merge of the same 100,000 unchanged", 25_000.0),
+            ("dataset_list_current", "ListRecords of all 100,000 current records", 50_000.0),
+            ("dataset_list_version", "ListRecords of all 100,000 at an old version", 30_000.0),
+        )
+    ),
+    Target(
+        "dataset_upkeep_overhead",
+        "Schema/profile upkeep adds ≤ 15% to the merge time of 100,000 new records",
+        ("dataset_merge_new", "dataset_merge_new_nostats"),
+        lambda rs: _overhead(rs, "dataset_merge_new", "dataset_merge_new_nostats"),
+        0.15,
+        False,
+        "×",
+    ),
 )
+
+
+def _overhead(rs: dict[str, Record], slower: str, baseline: str) -> float | None:
+    """How much longer ``slower`` took than ``baseline`` for the same work (0.1 = 10% longer)."""
+    ratio = _ratio(rs, baseline, slower)
+    return ratio - 1 if ratio is not None else None
 
 
 RATIOS = (

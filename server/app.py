@@ -26,13 +26,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mlgenai.v1 import (
+    assessment_service_pb2,
+    assessment_service_pb2_grpc,
+    evaluation_dataset_service_pb2,
+    evaluation_dataset_service_pb2_grpc,
     experiment_service_pb2,
     experiment_service_pb2_grpc,
     trace_service_pb2,
     trace_service_pb2_grpc,
 )
-from server import logs
+from server import logs, otlp
 from server.interceptors import CallInterceptor
+from server.servicers.assessments import AssessmentServicer
+from server.servicers.datasets import DatasetServicer
 from server.servicers.experiments import ExperimentServicer
 from server.servicers.traces import TraceServicer
 from server.settings import Settings
@@ -44,6 +50,9 @@ log = logging.getLogger("mlgenai.server")
 SERVICE_NAMES = (
     experiment_service_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name,
     trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
+    assessment_service_pb2.DESCRIPTOR.services_by_name["AssessmentService"].full_name,
+    evaluation_dataset_service_pb2.DESCRIPTOR.services_by_name["EvaluationDatasetService"].full_name,
+    otlp.SERVICE_NAME,
 )
 
 
@@ -80,6 +89,9 @@ def build_server(settings: Settings, db: Database) -> RunningServer:
     )
     experiment_service_pb2_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(db), server)
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(db), server)
+    assessment_service_pb2_grpc.add_AssessmentServiceServicer_to_server(AssessmentServicer(db), server)
+    evaluation_dataset_service_pb2_grpc.add_EvaluationDatasetServiceServicer_to_server(DatasetServicer(db), server)
+    otlp.add_to_server(db, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -8,7 +8,7 @@
 * Session and user come from the span attributes ``session.id`` (or ``gen_ai.conversation.id``)
   and ``user.id`` unless the trace's metadata names them.
 * Previews are the root span's inputs/outputs: strings as they are, anything else as compact
-  JSON; at most 1,000 characters, cut ones end in "...".
+  JSON with sorted keys; at most 1,000 characters, cut ones end in "...".
 * Reserved metadata keys are promoted to TraceInfo fields and still returned as metadata.
 """
 
@@ -85,7 +85,12 @@ def preview(value: Any) -> str | None:
     """The preview text of a root span's inputs or outputs (None when there are none)."""
     if value is None:
         return None
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # Keys sorted: a Struct has no key order, and JSONB would impose its own.
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    )
     text = text.replace("\x00", "\ufffd")
     return text if len(text) <= PREVIEW_MAX else text[: PREVIEW_MAX - 3] + "..."
 

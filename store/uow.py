@@ -39,6 +39,10 @@ from store.orm.system import ServiceSettingRow
 from store.query.keyset import PageTokenCodec
 from store.query.raw import compile_raw
 from store.repositories.assessments import AssessmentRepository
+from store.repositories.dataset_fields import DatasetFieldStore
+from store.repositories.dataset_records import DatasetRecordWriter
+from store.repositories.dataset_versions import DatasetReader
+from store.repositories.datasets import DatasetRepository
 from store.repositories.experiments import ExperimentRepository
 from store.repositories.request_ids import RequestIdRepository
 from store.repositories.trace_reads import TraceReader
@@ -152,6 +156,25 @@ class UnitOfWork:
     @cached_property
     def assessments(self) -> AssessmentRepository:
         return AssessmentRepository(self)
+
+    @cached_property
+    def datasets(self) -> DatasetRepository:
+        """Evaluation datasets: the dataset rows, tags, experiment links."""
+        return DatasetRepository(self)
+
+    @cached_property
+    def dataset_records(self) -> DatasetRecordWriter:
+        """MergeRecords, DeleteRecords, records from traces."""
+        return DatasetRecordWriter(self)
+
+    @cached_property
+    def dataset_reads(self) -> DatasetReader:
+        """Records at any version, versions, diffs."""
+        return DatasetReader(self)
+
+    @cached_property
+    def dataset_fields(self) -> DatasetFieldStore:
+        return DatasetFieldStore(self)
 
 
 class Database:

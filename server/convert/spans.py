@@ -22,6 +22,8 @@ STATUS = {
 }
 STATUS_TO_PROTO = {v: k for k, v in STATUS.items()}
 INT64_MAX = 2**63 - 1
+# NUL in JSON text: a \u0000 escape whose backslash is not itself escaped ("\\u0000" is text).
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def check_trace_id(checks: Violations, field: str, trace_id: str) -> None:
@@ -52,6 +54,8 @@ def _check_span(checks: Violations, at: str, span: span_pb2.Span) -> None:
         if len(key) > limits.METADATA_KEY_MAX:
             checks.add(f"{at}.attributes", f"keys are at most {limits.METADATA_KEY_MAX} characters")
             break
+    for i, event in enumerate(span.events):
+        checks.text(f"{at}.events[{i}].name", event.name, max_len=limits.SPAN_NAME_MAX, required=True)
 
 
 def to_record(span: span_pb2.Span, checks: Violations, at: str) -> SpanRecord | None:
@@ -71,8 +75,12 @@ def to_record(span: span_pb2.Span, checks: Violations, at: str) -> SpanRecord | 
             for e in span.events
         ],
     }
-    payload_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    if "\\u0000" in payload_json:
+    try:
+        payload_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN or ±Infinity in a Struct: JSON (and PostgreSQL) cannot hold them
+        checks.add(at, "inputs, outputs, attributes and events must not contain NaN or Infinity")
+        return None
+    if "\\u0000" in payload_json and _NUL_ESCAPE.search(payload_json):
         checks.add(at, "inputs, outputs, attributes and events must not contain the NUL character")
         return None
     return SpanRecord(

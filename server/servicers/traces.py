@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 from mlgenai.v1 import trace_pb2, trace_service_pb2 as pb, trace_service_pb2_grpc
@@ -16,6 +18,7 @@ from store.spans import PROMOTED_METADATA
 from store.uow import Database, UnitOfWork
 
 Ctx = grpc.ServicerContext
+EXPERIMENT_ID = re.compile(r"[0-9]{1,19}")
 
 
 def _ms(ts: object) -> int:
@@ -33,11 +36,18 @@ def _check_maps(checks: Violations, info: trace_pb2.TraceInfo) -> None:
             checks.text(at, value, max_len=limits.PROMOTED_MAX)
 
 
+def _check_experiment_id(checks: Violations, field: str, experiment_id: str) -> None:
+    if not experiment_id:
+        checks.add(field, "required")
+    elif not EXPERIMENT_ID.fullmatch(experiment_id) or int(experiment_id) > limits.ID_INT_MAX:
+        checks.add(field, f"{experiment_id[:40]!r} is not an experiment id (a decimal integer)")
+
+
 def _start(request: pb.StartTraceRequest) -> TraceStart:
     info = request.trace_info
     checks = Violations()
     check_trace_id(checks, "trace_info.trace_id", info.trace_id)
-    checks.text("trace_info.experiment_id", info.experiment_id, max_len=20, required=True)
+    _check_experiment_id(checks, "trace_info.experiment_id", info.experiment_id)
     checks.text("trace_info.client_request_id", info.client_request_id, max_len=limits.PROMOTED_MAX)
     checks.text("trace_info.request_preview", info.request_preview, max_len=1000)
     checks.text("trace_info.response_preview", info.response_preview, max_len=1000)
@@ -146,7 +156,6 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         checks = Violations()
         if not 0 < len(request.experiment_ids) <= limits.SEARCH_EXPERIMENTS_MAX:
             checks.add("experiment_ids", f"1 to {limits.SEARCH_EXPERIMENTS_MAX} experiment ids")
-        checks.text("filter", request.filter, max_len=limits.FILTER_MAX)
         checks.raise_if_any()
         query = SearchQuery(
             filter=request.filter,
@@ -177,10 +186,12 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
 
     def DeleteTraces(self, request: pb.DeleteTracesRequest, context: Ctx) -> pb.DeleteTracesResponse:
         checks = Violations()
-        checks.text("experiment_id", request.experiment_id, max_len=20, required=True)
+        _check_experiment_id(checks, "experiment_id", request.experiment_id)
         by_time = request.HasField("max_request_time")
         if by_time == bool(request.trace_ids):
             checks.add("trace_ids", "give either trace_ids or max_request_time (exactly one)")
+        if request.max_traces and not by_time:
+            checks.add("max_traces", "only with max_request_time")
         if len(request.trace_ids) > 1000:
             checks.add("trace_ids", "at most 1,000 ids")
         for i, trace_id in enumerate(request.trace_ids):

@@ -2,6 +2,14 @@
 tables on ``Base.metadata`` (what Alembic and the schema test compare against)."""
 
 from store.orm.base import Base
+from store.orm.datasets import (
+    DatasetExperimentRow,
+    DatasetFieldRow,
+    DatasetRecordRow,
+    DatasetRow,
+    DatasetTagRow,
+    DatasetVersionRow,
+)
 from store.orm.experiments import ExperimentRow, ExperimentTagRow
 from store.orm.system import RequestIdRow, ServiceSettingRow
 from store.orm.traces import AssessmentRow, SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
@@ -9,6 +17,12 @@ from store.orm.traces import AssessmentRow, SpanRow, TraceMetadataRow, TraceRow,
 __all__ = [
     "AssessmentRow",
     "Base",
+    "DatasetExperimentRow",
+    "DatasetFieldRow",
+    "DatasetRecordRow",
+    "DatasetRow",
+    "DatasetTagRow",
+    "DatasetVersionRow",
     "ExperimentRow",
     "ExperimentTagRow",
     "RequestIdRow",

@@ -40,8 +40,9 @@ class TraceRow(Base):
     output_tokens: Mapped[int | None] = mapped_column(BigInteger)
     total_tokens: Mapped[int | None] = mapped_column(BigInteger)
     span_count: Mapped[int] = mapped_column(Integer, default=0)
-    # Set by StartTrace/EndTrace: spans then no longer move the time range or the state.
-    time_from_caller: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What the caller set (StartTrace/EndTrace) and spans therefore no longer recompute.
+    request_time_from_caller: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration_from_caller: Mapped[bool] = mapped_column(Boolean, default=False)
     state_from_caller: Mapped[bool] = mapped_column(Boolean, default=False)
     create_time: Mapped[int] = mapped_column(BigInteger)
     update_time: Mapped[int] = mapped_column(BigInteger)

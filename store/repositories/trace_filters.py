@@ -5,7 +5,7 @@ the rest are EXISTS probes into a trace's spans or valid assessments:
 
 * `span.name`, `span.type`, `span.status`: some span of the trace matches;
 * `span.attributes.<k>`: some span has attribute `<k>` whose value (as text for strings, JSON
-  text otherwise) matches;
+  text otherwise: `true`, `0.5`; objects and arrays in the backend's JSON spelling) matches;
 * `feedback.<name>`, `expectation.<name>`: some *valid* assessment of that kind and name has a
   matching value — strings compare with strings, booleans with booleans, numbers with numbers;
   `<`, `<=`, `>`, `>=` match true numbers only (a boolean or "yes" never satisfies `> 0.5`);
@@ -19,6 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from store.orm.base import table
 from store.orm.traces import AssessmentRow, SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
@@ -69,9 +71,40 @@ def _span_key(rest: str, cmp: Comparison) -> ColumnElement[bool]:
     raise refuse(cmp, "span keys are span.name, span.type, span.status and span.attributes.<key>")
 
 
+class span_attribute(FunctionElement[str]):  # noqa: N801 - named like the SQL functions it stands for
+    """``span_attribute(spans.payload, :key)``: the text of one attribute of a span, or NULL.
+
+    Strings as they are; numbers, booleans (``true``/``false``), objects and arrays as JSON
+    text; NULL when the attribute is absent or JSON null. The key is a bound parameter on both
+    backends, so any key works (dots, quotes, commas, braces): SQLAlchemy's JSON path
+    parameters would split or garble such keys (a text-array literal on PostgreSQL, an
+    unescapable ``$."…"`` path on SQLite).
+    """
+
+    type = sa.Text()
+    inherit_cache = True
+
+
+@compiles(span_attribute)
+def _span_attribute_pg(element: span_attribute, compiler: Any, **kw: Any) -> str:
+    payload, key = (compiler.process(c, **kw) for c in element.clauses)
+    return f"jsonb_extract_path_text({payload}, 'attributes', {key})"
+
+
+@compiles(span_attribute, "sqlite")
+def _span_attribute_sqlite(element: span_attribute, compiler: Any, **kw: Any) -> str:
+    payload, key = (compiler.process(c, **kw) for c in element.clauses)
+    # json_each compares the key as a value (no path syntax); json_extract would give 1/0 for booleans.
+    return (
+        "(SELECT CASE span_attr.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN NULL"
+        f" ELSE CAST(span_attr.value AS TEXT) END FROM json_each({payload}, '$.attributes') AS span_attr"
+        f" WHERE span_attr.key = {key})"
+    )
+
+
 def _attribute(key: str) -> ColumnElement[Any]:
-    """The text of one span attribute: strings as they are, other JSON values as JSON text."""
-    return sa.cast(S.c.payload[("attributes", key)].as_string(), sa.Text)
+    """The text of one span attribute (see ``span_attribute``)."""
+    return span_attribute(S.c.payload, sa.bindparam(None, key, type_=sa.Text()))
 
 
 def _assessment_key(kind: str) -> Any:

@@ -59,6 +59,7 @@ _SPAN_PAGE_ORDER = OrderSpec(
     tiebreaker="span_id",
 )
 _NO_FILTERS = FilterSpec()
+_ORDER_COLUMNS = tuple(k.column for k in ORDER.keys if not any(k.column is c for c in _INFO_COLUMNS))
 
 
 @cache
@@ -118,7 +119,9 @@ class TraceReader:
 
     def search(self, experiment_ids: Sequence[str], query: SearchQuery) -> Page[TraceInfo]:
         ids = sorted({_experiment_key(e) for e in experiment_ids})
-        stmt = _with_maps(self._uow.dialect).where(TR.c.experiment_id.in_(ids))
+        # The order columns are selected too: the next page token is made of their values, and
+        # some are expressions (the duration sorts NULL as -1), not plain info columns.
+        stmt = _with_maps(self._uow.dialect).add_columns(*_ORDER_COLUMNS).where(TR.c.experiment_id.in_(ids))
         rows, token = run_search(self._uow, "SearchTraces", stmt, query, FILTERS, ORDER, ids)
         return Page(self._complete(rows), token)
 

@@ -11,8 +11,11 @@ Every write is an idempotent upsert that is safe to race from several server pro
 * spans are upserted in (trace_id, span_id) order in one statement; a re-sent span replaces
   its earlier copy;
 * each touched trace's time range, state, previews, name, token usage, session and user are
-  recomputed from its stored spans, except what the caller set explicitly (StartTrace's
-  request time and state, EndTrace's state and duration, previews, metadata).
+  recomputed from its stored spans (starting from the locked row, whose every aggregate is
+  written back), except what the caller set explicitly: StartTrace's request time and final
+  state (OK/ERROR; IN_PROGRESS is what spans say until the root ends), EndTrace's state and
+  duration, the name tag, previews, metadata. A preview is the caller's unless it equals what
+  the root span stored before the call produced.
 
 A trace id that belongs to another experiment is FAILED_PRECONDITION and nothing is written.
 """
@@ -53,7 +56,8 @@ _NEW_TRACES = BulkWrite(
         "request_time",
         "state",
         "span_count",
-        "time_from_caller",
+        "request_time_from_caller",
+        "duration_from_caller",
         "state_from_caller",
         "create_time",
         "update_time",
@@ -68,10 +72,19 @@ _UPSERT_SPANS = BulkWrite(S, _SPAN_COLUMNS, ("trace_id", "span_id"), _SPAN_COLUM
 _UPSERT_TAGS = BulkWrite(TT, ("trace_id", "key", "value"), ("trace_id", "key"), ("value",))
 _INSERT_METADATA = BulkWrite(TM, ("trace_id", "key", "value"), ("trace_id", "key"))
 
+_AGGREGATE_FIELDS = (
+    "span_count", "request_time", "execution_duration", "state", "name", "request_preview", "response_preview",
+    "session_id", "user_id", "input_tokens", "output_tokens", "total_tokens",
+)  # fmt: skip
+_NAME_TAGGED = (
+    sa.exists().where(TT.c.trace_id == TR.c.trace_id, TT.c.key == sa.literal(TRACE_NAME_TAG)).label("name_tagged")
+)
+# The row as it is, locked: LogSpans starts from these values and writes all of them back.
 _LOCK = (
     sa.select(
-        TR.c.trace_id, TR.c.experiment_id, TR.c.time_from_caller, TR.c.state_from_caller, TR.c.name,
-        TR.c.request_preview, TR.c.response_preview, TR.c.session_id, TR.c.user_id,
+        TR.c.trace_id, TR.c.experiment_id, TR.c.request_time_from_caller, TR.c.duration_from_caller,
+        TR.c.state_from_caller, _NAME_TAGGED,
+        *(TR.c[f] for f in _AGGREGATE_FIELDS),
     )
     .where(TR.c.trace_id.in_(_IDS))
     .order_by(TR.c.trace_id)
@@ -96,15 +109,11 @@ _ROOTS = (
 _USAGE_TREE = sa.select(
     S.c.trace_id, S.c.span_id, S.c.parent_span_id, S.c.input_tokens, S.c.output_tokens, S.c.total_tokens
 ).where(S.c.trace_id.in_(_IDS))
-_AGGREGATE_FIELDS = (
-    "span_count", "request_time", "execution_duration", "state", "name", "request_preview", "response_preview",
-    "session_id", "user_id", "input_tokens", "output_tokens", "total_tokens",
-)  # fmt: skip
-# A NULL parameter keeps the stored value.
+# Every aggregate is written: the values are the locked row's, recomputed where spans decide.
 _UPDATE_TRACE = (
     sa.update(TR)
     .where(TR.c.trace_id == _P("b_trace_id"))
-    .values({f: sa.func.coalesce(_P(f"b_{f}"), TR.c[f]) for f in _AGGREGATE_FIELDS} | {"update_time": _P("b_now")})
+    .values({f: _P(f"b_{f}") for f in _AGGREGATE_FIELDS} | {"update_time": _P("b_now")})
 )
 
 
@@ -143,17 +152,28 @@ class TraceRepository:
         for span in ordered:
             by_trace[span.trace_id].append(span)
         trace_ids = sorted(by_trace)
+        exp: int | None = None
         if experiment_id:
             exp = self._uow.experiments.require_active(experiment_id)
             firsts = {t: min(s.start_time_unix_nano for s in group) // 1_000_000 for t, group in by_trace.items()}
-            rows = [(t, exp, firsts[t], TRACE_IN_PROGRESS, 0, False, False, now_ms, now_ms) for t in trace_ids]
+            rows = [(t, exp, firsts[t], TRACE_IN_PROGRESS, 0, False, False, False, now_ms, now_ms) for t in trace_ids]
             _NEW_TRACES.run(self._uow, rows)
-        locked = self._lock(trace_ids, experiment_id)
+        locked = self._lock(trace_ids, exp)
+        # Previews derived from a root span follow it when a root is (re-)sent; the caller's stay.
+        # Which is which is told by comparing with the root as stored before this call.
+        rerooted = [
+            t
+            for t in trace_ids
+            if any(not s.parent_span_id for s in by_trace[t])
+            and (locked[t].row.request_preview is not None or locked[t].row.response_preview is not None)
+        ]
+        old_roots = self._roots(rerooted)
         _UPSERT_SPANS.run(self._uow, [_span_row(s) for s in ordered])
-        self._recompute(locked, by_trace, now_ms)
+        self._recompute(locked, by_trace, old_roots, now_ms)
         return trace_ids
 
-    def _lock(self, trace_ids: list[str], experiment_id: str) -> dict[str, _Locked]:
+    def _lock(self, trace_ids: list[str], experiment: int | None) -> dict[str, _Locked]:
+        """Lock the trace rows in id order; they must exist and, given ``experiment``, be its."""
         rows = self._conn.execute(_LOCK, {"b_ids": trace_ids}).all()
         found = {r.trace_id: _Locked(r, {}) for r in rows}
         missing = [t for t in trace_ids if t not in found]
@@ -162,20 +182,31 @@ class TraceRepository:
                 "experiment_id", f"required: trace {missing[0]!r} does not exist yet and would be created"
             )
         for trace_id, item in found.items():
-            owner = str(item.row.experiment_id)
-            if experiment_id and owner != experiment_id:
-                raise in_other_experiment(trace_id, owner)
-        if not experiment_id:
+            if experiment is not None and item.row.experiment_id != experiment:
+                raise in_other_experiment(trace_id, str(item.row.experiment_id))
+        if experiment is None:
             for owner in sorted({str(i.row.experiment_id) for i in found.values()}):
                 self._uow.experiments.require_active(owner)
         return found
 
-    def _recompute(self, locked: dict[str, _Locked], by_trace: Mapping[str, list[SpanRecord]], now_ms: int) -> None:
+    def _roots(self, trace_ids: list[str]) -> dict[str, Any]:
+        """The root span of each trace (the earliest, should there be several)."""
+        roots: dict[str, Any] = {}
+        if trace_ids:
+            for root in self._conn.execute(_ROOTS, {"b_ids": trace_ids}):
+                roots.setdefault(root.trace_id, root)
+        return roots
+
+    def _recompute(
+        self,
+        locked: dict[str, _Locked],
+        by_trace: Mapping[str, list[SpanRecord]],
+        old_roots: Mapping[str, Any],
+        now_ms: int,
+    ) -> None:
         ids = sorted(locked)
         stats = {r.trace_id: r for r in self._conn.execute(_SPAN_STATS, {"b_ids": ids})}
-        roots: dict[str, Any] = {}
-        for root in self._conn.execute(_ROOTS, {"b_ids": ids}):
-            roots.setdefault(root.trace_id, root)
+        roots = self._roots(ids)
         usage = self._usage([t for t in ids if stats[t].with_usage])
         updates = []
         for trace_id in ids:
@@ -186,7 +217,8 @@ class TraceRepository:
                     f"trace {trace_id!r} would have {stat.n} spans; at most {SPANS_PER_TRACE_MAX} are kept",
                     {"trace_id": trace_id, "limit": str(SPANS_PER_TRACE_MAX)},
                 )
-            values = _aggregates(item.row, stat, roots.get(trace_id), usage.get(trace_id), by_trace[trace_id])
+            root, old_root = roots.get(trace_id), old_roots.get(trace_id)
+            values = _aggregates(item.row, stat, root, old_root, usage.get(trace_id), by_trace[trace_id])
             updates.append({"b_trace_id": trace_id, "b_now": now_ms, **{f"b_{k}": v for k, v in values.items()}})
         self._uow.fetch_many(_UPDATE_TRACE, updates)
 
@@ -223,28 +255,41 @@ def _span_row(span: SpanRecord) -> tuple[Any, ...]:
     )
 
 
-def _aggregates(row: Any, stat: Any, root: Any, usage: TokenUsage | None, batch: list[SpanRecord]) -> dict[str, Any]:
-    """The trace fields LogSpans derives from the stored spans (None: keep what is stored)."""
-    out: dict[str, Any] = dict.fromkeys(_AGGREGATE_FIELDS)
+def _payload(span: Any) -> dict[str, Any]:
+    return span.payload if isinstance(span.payload, dict) else dict(json.loads(span.payload))
+
+
+def _aggregates(
+    row: Any, stat: Any, root: Any, old_root: Any, usage: TokenUsage | None, batch: list[SpanRecord]
+) -> dict[str, Any]:
+    """The trace fields after this LogSpans: the locked row's, recomputed where spans decide.
+
+    ``root`` is the trace's root span now, ``old_root`` the one stored before this call (only
+    looked up when the call sends a root span to a trace with previews).
+    """
+    out: dict[str, Any] = {f: getattr(row, f) for f in _AGGREGATE_FIELDS}
     out["span_count"] = stat.n
     root_ended = root is not None and root.end_time_unix_nano is not None
-    if not row.time_from_caller:
+    if not row.request_time_from_caller:
         out["request_time"] = stat.first_start // 1_000_000
-        if root_ended and stat.last_end is not None:
-            out["execution_duration"] = max(0, (stat.last_end - stat.first_start) // 1_000_000)
+    if not row.duration_from_caller and root_ended and stat.last_end is not None:
+        out["execution_duration"] = max(0, (stat.last_end - stat.first_start) // 1_000_000)
     if not row.state_from_caller:
         out["state"] = (TRACE_ERROR if root.status == TRACE_ERROR else TRACE_OK) if root_ended else TRACE_IN_PROGRESS
     if root is not None:
-        payload = root.payload if isinstance(root.payload, dict) else json.loads(root.payload)
-        out["name"] = row.name or root.name
-        out["request_preview"] = row.request_preview or preview(payload.get("inputs"))
-        out["response_preview"] = row.response_preview or preview(payload.get("outputs"))
+        payload = _payload(root)
+        if not row.name_tagged:
+            out["name"] = root.name
+        old = _payload(old_root) if old_root is not None else {}
+        for field, key in (("request_preview", "inputs"), ("response_preview", "outputs")):
+            stored = getattr(row, field)
+            if stored is None or (old_root is not None and stored == preview(old.get(key))):
+                out[field] = preview(payload.get(key))  # not the caller's: follows the root
     out["session_id"] = row.session_id or next((s.session_id for s in batch if s.session_id), None)
     out["user_id"] = row.user_id or next((s.user_id for s in batch if s.user_id), None)
-    if usage is not None:
-        out["input_tokens"], out["output_tokens"], out["total_tokens"] = (
-            usage.input_tokens, usage.output_tokens, usage.total_tokens,
-        )  # fmt: skip
+    out["input_tokens"], out["output_tokens"], out["total_tokens"] = (
+        (usage.input_tokens, usage.output_tokens, usage.total_tokens) if usage is not None else (None, None, None)
+    )
     return out
 
 
@@ -272,19 +317,24 @@ class TraceMutations:
     def start(self, start: TraceStart, now_ms: int) -> None:
         exp = self._uow.experiments.require_active(start.experiment_id)
         request_time = start.request_time_ms if start.request_time_ms is not None else now_ms
-        state = start.state or TRACE_IN_PROGRESS
-        row = (start.trace_id, exp, request_time, state, 0, start.request_time_ms is not None, start.state is not None)
+        # IN_PROGRESS is what a trace is until its root span ends: only a final state is kept
+        # over the spans' (a late retry of the first StartTrace must not undo an EndTrace).
+        final_state = start.state if start.state in (TRACE_OK, TRACE_ERROR) else None
+        row = (
+            start.trace_id, exp, request_time, final_state or TRACE_IN_PROGRESS, 0,
+            start.request_time_ms is not None, start.execution_duration_ms is not None, final_state is not None,
+        )  # fmt: skip
         _NEW_TRACES.run(self._uow, [(*row, now_ms, now_ms)])
-        self._spans._lock([start.trace_id], start.experiment_id)
+        self._spans._lock([start.trace_id], exp)
         changes: dict[str, Any] = {"update_time": now_ms}
         if start.client_request_id is not None:
             changes["client_request_id"] = start.client_request_id
         if start.request_time_ms is not None:
-            changes |= {"request_time": start.request_time_ms, "time_from_caller": True}
+            changes |= {"request_time": start.request_time_ms, "request_time_from_caller": True}
         if start.execution_duration_ms is not None:
-            changes |= {"execution_duration": start.execution_duration_ms, "time_from_caller": True}
-        if start.state is not None:
-            changes |= {"state": start.state, "state_from_caller": True}
+            changes |= {"execution_duration": start.execution_duration_ms, "duration_from_caller": True}
+        if final_state is not None:
+            changes |= {"state": final_state, "state_from_caller": True}
         if start.request_preview is not None:
             changes["request_preview"] = start.request_preview
         if start.response_preview is not None:
@@ -306,7 +356,7 @@ class TraceMutations:
             "state": state,
             "state_from_caller": True,
             "execution_duration": max(0, end_time_ms - started),
-            "time_from_caller": True,
+            "duration_from_caller": True,
             "update_time": now_ms,
         }
         if response_preview is not None:
@@ -343,7 +393,18 @@ class TraceMutations:
             trace_ids = list(self._conn.execute(oldest).scalars())
         if not trace_ids:
             return 0
-        stmt = sa.delete(TR).where(TR.c.experiment_id == key, TR.c.trace_id.in_(sorted(set(trace_ids))))
+        # Lock in trace-id order first, like every other trace writer: a DELETE alone locks rows
+        # in scan order and could deadlock with a LogSpans holding some of them.
+        lock = (
+            sa.select(TR.c.trace_id)
+            .where(TR.c.experiment_id == key, TR.c.trace_id.in_(sorted(set(trace_ids))))
+            .order_by(TR.c.trace_id)
+            .with_for_update()
+        )
+        doomed = list(self._conn.execute(lock).scalars())
+        if not doomed:
+            return 0
+        stmt = sa.delete(TR).where(TR.c.trace_id.in_(doomed))
         return int(self._conn.execute(stmt).rowcount)
 
     # -- helpers -----------------------------------------------------------------------------

@@ -20,7 +20,10 @@ from typing import Any
 
 import grpc
 
+from mlgenai.client._assessments import AssessmentsMixin, assessment
+from mlgenai.client._datasets import DatasetsMixin
 from mlgenai.client._experiments import ExperimentsMixin
+from mlgenai.client._traces import TracesMixin, new_span_id, new_trace_id, span
 from mlgenai.client.channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RETRY, RetryPolicy, open_channel
 from mlgenai.client.convert import from_struct, from_value, to_dict, to_struct, to_value
 from mlgenai.client.errors import (
@@ -38,7 +41,10 @@ from mlgenai.client.errors import (
     from_rpc_error,
 )
 from mlgenai.client.paging import iter_pages
+from mlgenai.v1.assessment_service_pb2_grpc import AssessmentServiceStub
+from mlgenai.v1.evaluation_dataset_service_pb2_grpc import EvaluationDatasetServiceStub
 from mlgenai.v1.experiment_service_pb2_grpc import ExperimentServiceStub
+from mlgenai.v1.trace_service_pb2_grpc import TraceServiceStub
 
 __all__ = [
     "AbortedError",
@@ -54,23 +60,30 @@ __all__ = [
     "ResourceExhaustedError",
     "RetryPolicy",
     "UnavailableError",
+    "assessment",
     "connect",
     "from_rpc_error",
     "from_struct",
     "from_value",
     "iter_pages",
+    "new_span_id",
+    "new_trace_id",
+    "span",
     "to_dict",
     "to_struct",
     "to_value",
 ]
 
 
-class Client(ExperimentsMixin):
+class Client(ExperimentsMixin, TracesMixin, AssessmentsMixin, DatasetsMixin):
     """Stubs for every mlgenai service over one channel, plus dict-level helpers."""
 
     def __init__(self, channel: grpc.Channel) -> None:
         self.channel = channel
         self.experiments = ExperimentServiceStub(channel)
+        self.traces = TraceServiceStub(channel)
+        self.assessments = AssessmentServiceStub(channel)
+        self.datasets = EvaluationDatasetServiceStub(channel)
 
     def close(self) -> None:
         self.channel.close()

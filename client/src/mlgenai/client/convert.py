@@ -78,6 +78,8 @@ def _enum_short(desc: Any, number: int) -> str:
     value = desc.values_by_number.get(number)
     if value is None:
         return str(number)
+    if number == 0 and desc.name == "SpanStatusCode":
+        return "UNSET"  # OpenTelemetry's name for the zero status
     prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", desc.name).upper() + "_"
     return str(value.name).removeprefix(prefix)
 

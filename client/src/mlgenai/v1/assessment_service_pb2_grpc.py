@@ -111,23 +111,29 @@ class AssessmentServiceServicer:
         """Changes an assessment. Mutable paths: `name`, `feedback` (its value or error),
         `expectation` (its value), `rationale`, `metadata` (merged by key). Immutable paths
         (`trace_id`, `span_id`, `source`, `run_id`, `overrides`) and switching between feedback
-        and expectation are INVALID_ARGUMENT; output-only paths are ignored.
-        Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (ASSESSMENT_NOT_FOUND).
+        and expectation are INVALID_ARGUMENT; output-only paths are ignored. With an empty mask,
+        immutable fields may be sent back unchanged; different values are INVALID_ARGUMENT.
+        Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (ASSESSMENT_NOT_FOUND),
+        FAILED_PRECONDITION (EXPERIMENT_DELETED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteAssessment(self, request, context):
-        """Deletes an assessment. Deleting an override makes the assessment it overrode valid again.
+        """Deletes an assessment. Deleting an override makes the assessment it overrode valid again;
+        deleting an assessment in the middle of a chain re-points the ones that overrode it to the
+        one it overrode, so a chain never breaks and keeps exactly one valid assessment.
         Idempotent: deleting what is gone succeeds.
+        Errors: INVALID_ARGUMENT (INVALID_FIELD), FAILED_PRECONDITION (EXPERIMENT_DELETED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListAssessments(self, request, context):
-        """Lists assessments of a trace, of an evaluation run, or of an experiment (exactly one).
+        """Lists assessments of a trace, of an evaluation run, or of an experiment (exactly one). An
+        unknown trace, run or experiment has no assessments: the list is empty.
         Errors: INVALID_ARGUMENT (INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -58,15 +58,21 @@ class AssessmentServiceStub:
     """Changes an assessment. Mutable paths: `name`, `feedback` (its value or error),
     `expectation` (its value), `rationale`, `metadata` (merged by key). Immutable paths
     (`trace_id`, `span_id`, `source`, `run_id`, `overrides`) and switching between feedback
-    and expectation are INVALID_ARGUMENT; output-only paths are ignored.
-    Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (ASSESSMENT_NOT_FOUND).
+    and expectation are INVALID_ARGUMENT; output-only paths are ignored. With an empty mask,
+    immutable fields may be sent back unchanged; different values are INVALID_ARGUMENT.
+    Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (ASSESSMENT_NOT_FOUND),
+    FAILED_PRECONDITION (EXPERIMENT_DELETED).
     """
     DeleteAssessment: _grpc.UnaryUnaryMultiCallable[_assessment_service_pb2.DeleteAssessmentRequest, _assessment_service_pb2.DeleteAssessmentResponse]
-    """Deletes an assessment. Deleting an override makes the assessment it overrode valid again.
+    """Deletes an assessment. Deleting an override makes the assessment it overrode valid again;
+    deleting an assessment in the middle of a chain re-points the ones that overrode it to the
+    one it overrode, so a chain never breaks and keeps exactly one valid assessment.
     Idempotent: deleting what is gone succeeds.
+    Errors: INVALID_ARGUMENT (INVALID_FIELD), FAILED_PRECONDITION (EXPERIMENT_DELETED).
     """
     ListAssessments: _grpc.UnaryUnaryMultiCallable[_assessment_service_pb2.ListAssessmentsRequest, _assessment_service_pb2.ListAssessmentsResponse]
-    """Lists assessments of a trace, of an evaluation run, or of an experiment (exactly one).
+    """Lists assessments of a trace, of an evaluation run, or of an experiment (exactly one). An
+    unknown trace, run or experiment has no assessments: the list is empty.
     Errors: INVALID_ARGUMENT (INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN).
     """
     BatchCreateAssessments: _grpc.UnaryUnaryMultiCallable[_assessment_service_pb2.BatchCreateAssessmentsRequest, _assessment_service_pb2.BatchCreateAssessmentsResponse]
@@ -104,15 +110,21 @@ class AssessmentServiceAsyncStub(AssessmentServiceStub):
     """Changes an assessment. Mutable paths: `name`, `feedback` (its value or error),
     `expectation` (its value), `rationale`, `metadata` (merged by key). Immutable paths
     (`trace_id`, `span_id`, `source`, `run_id`, `overrides`) and switching between feedback
-    and expectation are INVALID_ARGUMENT; output-only paths are ignored.
-    Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (ASSESSMENT_NOT_FOUND).
+    and expectation are INVALID_ARGUMENT; output-only paths are ignored. With an empty mask,
+    immutable fields may be sent back unchanged; different values are INVALID_ARGUMENT.
+    Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (ASSESSMENT_NOT_FOUND),
+    FAILED_PRECONDITION (EXPERIMENT_DELETED).
     """
     DeleteAssessment: _aio.UnaryUnaryMultiCallable[_assessment_service_pb2.DeleteAssessmentRequest, _assessment_service_pb2.DeleteAssessmentResponse]  # type: ignore[assignment]
-    """Deletes an assessment. Deleting an override makes the assessment it overrode valid again.
+    """Deletes an assessment. Deleting an override makes the assessment it overrode valid again;
+    deleting an assessment in the middle of a chain re-points the ones that overrode it to the
+    one it overrode, so a chain never breaks and keeps exactly one valid assessment.
     Idempotent: deleting what is gone succeeds.
+    Errors: INVALID_ARGUMENT (INVALID_FIELD), FAILED_PRECONDITION (EXPERIMENT_DELETED).
     """
     ListAssessments: _aio.UnaryUnaryMultiCallable[_assessment_service_pb2.ListAssessmentsRequest, _assessment_service_pb2.ListAssessmentsResponse]  # type: ignore[assignment]
-    """Lists assessments of a trace, of an evaluation run, or of an experiment (exactly one).
+    """Lists assessments of a trace, of an evaluation run, or of an experiment (exactly one). An
+    unknown trace, run or experiment has no assessments: the list is empty.
     Errors: INVALID_ARGUMENT (INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN).
     """
     BatchCreateAssessments: _aio.UnaryUnaryMultiCallable[_assessment_service_pb2.BatchCreateAssessmentsRequest, _assessment_service_pb2.BatchCreateAssessmentsResponse]  # type: ignore[assignment]
@@ -165,8 +177,10 @@ class AssessmentServiceServicer(metaclass=_abc_1.ABCMeta):
         """Changes an assessment. Mutable paths: `name`, `feedback` (its value or error),
         `expectation` (its value), `rationale`, `metadata` (merged by key). Immutable paths
         (`trace_id`, `span_id`, `source`, `run_id`, `overrides`) and switching between feedback
-        and expectation are INVALID_ARGUMENT; output-only paths are ignored.
-        Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (ASSESSMENT_NOT_FOUND).
+        and expectation are INVALID_ARGUMENT; output-only paths are ignored. With an empty mask,
+        immutable fields may be sent back unchanged; different values are INVALID_ARGUMENT.
+        Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (ASSESSMENT_NOT_FOUND),
+        FAILED_PRECONDITION (EXPERIMENT_DELETED).
         """
 
     @_abc_1.abstractmethod
@@ -175,8 +189,11 @@ class AssessmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _assessment_service_pb2.DeleteAssessmentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_assessment_service_pb2.DeleteAssessmentResponse, _abc.Awaitable[_assessment_service_pb2.DeleteAssessmentResponse]]:
-        """Deletes an assessment. Deleting an override makes the assessment it overrode valid again.
+        """Deletes an assessment. Deleting an override makes the assessment it overrode valid again;
+        deleting an assessment in the middle of a chain re-points the ones that overrode it to the
+        one it overrode, so a chain never breaks and keeps exactly one valid assessment.
         Idempotent: deleting what is gone succeeds.
+        Errors: INVALID_ARGUMENT (INVALID_FIELD), FAILED_PRECONDITION (EXPERIMENT_DELETED).
         """
 
     @_abc_1.abstractmethod
@@ -185,7 +202,8 @@ class AssessmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _assessment_service_pb2.ListAssessmentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_assessment_service_pb2.ListAssessmentsResponse, _abc.Awaitable[_assessment_service_pb2.ListAssessmentsResponse]]:
-        """Lists assessments of a trace, of an evaluation run, or of an experiment (exactly one).
+        """Lists assessments of a trace, of an evaluation run, or of an experiment (exactly one). An
+        unknown trace, run or experiment has no assessments: the list is empty.
         Errors: INVALID_ARGUMENT (INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN).
         """
 

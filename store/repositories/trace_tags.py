@@ -1,0 +1,70 @@
+"""Tags of many traces in one write (OTLP Export, SPEC §3.3).
+
+``TraceMutations`` sets the tags of one trace at a time (StartTrace, EndTrace, SetTraceTag). An
+OTLP export tags every trace it touches (its resource attributes, its root span's
+``mlflow.traceTag.*``), so this path costs a fixed number of statements whatever the number of
+traces: one insert of the default tags, one upsert of the others, one query for traces over the
+tag limit, and one UPDATE naming the traces tagged ``mlflow.traceName`` (when there are such).
+
+The caller holds the row locks of the traces (``TraceRepository.log_spans`` earlier in the same
+transaction), so the tag rows of a trace are never written by two transactions at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from store.errors import ResourceExhausted
+from store.limits import TAGS_PER_ENTITY_MAX
+from store.orm.base import table
+from store.orm.traces import TraceRow, TraceTagRow
+from store.query.bulk import BulkWrite
+from store.spans import TRACE_NAME_TAG
+
+if TYPE_CHECKING:
+    from store.uow import UnitOfWork
+
+TR = table(TraceRow)
+TT = table(TraceTagRow)
+_UPSERT = BulkWrite(TT, ("trace_id", "key", "value"), ("trace_id", "key"), ("value",))
+_INSERT_MISSING = BulkWrite(TT, ("trace_id", "key", "value"), ("trace_id", "key"))
+_N = sa.func.count()
+_OVER_LIMIT = (
+    sa.select(TT.c.trace_id, _N.label("n"))
+    .where(TT.c.trace_id.in_(sa.bindparam("b_ids", expanding=True)))
+    .group_by(TT.c.trace_id)
+    .having(_N > TAGS_PER_ENTITY_MAX)
+    .order_by(TT.c.trace_id)
+    .limit(1)
+)
+_NAME = sa.update(TR).where(TR.c.trace_id == sa.bindparam("b_id")).values(name=sa.bindparam("b_name"))
+
+
+def set_trace_tags(
+    uow: UnitOfWork, tags: Mapping[str, Mapping[str, str]], defaults: Mapping[str, Mapping[str, str]]
+) -> None:
+    """Tag existing, locked traces (trace id -> key -> value): ``tags`` replace stored values,
+    ``defaults`` are added only where the trace has no such tag yet (and lose to ``tags``).
+
+    A trace left with more than 1,000 tags is RESOURCE_EXHAUSTED (TOO_MANY_TAGS); the caller's
+    transaction then rolls back. ``mlflow.traceName`` in ``tags`` also names the trace, as
+    SetTraceTag does.
+    """
+    trace_ids = sorted({t for t, kv in tags.items() if kv} | {t for t, kv in defaults.items() if kv})
+    if not trace_ids:
+        return
+    _INSERT_MISSING.run(uow, [(t, k, v) for t in trace_ids for k, v in sorted(defaults.get(t, {}).items())])
+    _UPSERT.run(uow, [(t, k, v) for t in trace_ids for k, v in sorted(tags.get(t, {}).items())])
+    over = uow.conn.execute(_OVER_LIMIT, {"b_ids": trace_ids}).first()
+    if over is not None:
+        raise ResourceExhausted(
+            "TOO_MANY_TAGS",
+            f"trace {over.trace_id!r} would have {over.n} tags; at most {TAGS_PER_ENTITY_MAX}",
+            {"trace_id": over.trace_id, "limit": str(TAGS_PER_ENTITY_MAX)},
+        )
+    names = [{"b_id": t, "b_name": tags[t][TRACE_NAME_TAG]} for t in trace_ids if TRACE_NAME_TAG in tags.get(t, {})]
+    if names:
+        uow.fetch_many(_NAME, names)
