@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,8 +24,7 @@ from mlgenai.v1 import span_pb2
 from store.engine import make_engine
 from store.orm.base import table
 from store.orm.traces import AssessmentRow, SpanRow, TraceRow, TraceTagRow
-from store.query.bulk import BulkWrite, _pg_statement
-from store.query.raw import compile_raw
+from store.query.bulk import BulkWrite
 from store.uow import Database, UnitOfWork
 
 DAY_MS = 86_400_000
@@ -38,7 +36,7 @@ _TRACES = BulkWrite(
     (
         "trace_id", "experiment_id", "request_time", "execution_duration", "state", "name", "request_preview",
         "response_preview", "user_id", "input_tokens", "output_tokens", "total_tokens", "span_count",
-        "time_from_caller", "state_from_caller", "create_time", "update_time",
+        "request_time_from_caller", "duration_from_caller", "state_from_caller", "create_time", "update_time",
     ),
 )  # fmt: skip
 _TAGS = BulkWrite(table(TraceTagRow), ("trace_id", "key", "value"))
@@ -114,7 +112,7 @@ class _Batch:
         for write, rows in (
             (_TRACES, self.traces), (_TAGS, self.tags), (_SPANS, self.spans), (_ASSESSMENTS, self.assessments),
         ):  # fmt: skip
-            _insert(uow, write, rows)
+            write.run(uow, rows)
 
     def add(self, rng: random.Random, experiment_id: int, request_time: int, now: int) -> str:
         trace_id = f"tr-{rng.getrandbits(128):032x}"
@@ -124,7 +122,8 @@ class _Batch:
         total = c.used_in + c.used_out
         self.traces.append(
             (trace_id, experiment_id, request_time, duration, state, "support_agent", c.request_preview,
-             c.response_preview, f"user-{rng.randrange(5000)}", c.used_in, c.used_out, total, 1, False, False, now, now)
+             c.response_preview, f"user-{rng.randrange(5000)}", c.used_in, c.used_out, total, 1,
+             False, False, False, now, now)
         )  # fmt: skip
         self.tags.append((trace_id, "env", rng.choice(ENVS)))
         span_id, status = f"{rng.getrandbits(64):016x}", _SPAN_STATUS[state]
@@ -144,31 +143,6 @@ class _Batch:
              repr(value), value, "Checked against the order database.", "{}", True, now, now)
         )  # fmt: skip
         return trace_id
-
-
-def _insert(uow: UnitOfWork, write: BulkWrite, rows: list[tuple[Any, ...]]) -> None:
-    """``write.run(uow, rows)``, with binary parameters on PostgreSQL.
-
-    psycopg sends ``%s`` arrays of text in the text format, quoting every element with a regex
-    (~45 µs per span row here: most of the seeding's client CPU); ``%b`` sends them as they are.
-    """
-    if uow.dialect != "postgresql":
-        write.run(uow, rows)
-        return
-    sql = _binary_sql(write, uow.conn.dialect)
-    arrays = {f"b_{c}": [row[i] for row in rows] for i, c in enumerate(write.columns)}
-    dbapi = uow.conn.connection.dbapi_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    try:
-        cursor.execute(sql, arrays)
-    finally:
-        cursor.close()
-
-
-@cache
-def _binary_sql(write: BulkWrite, dialect: Any) -> str:
-    return re.sub(r"%\((\w+)\)s", r"%(\1)b", compile_raw(_pg_statement(write), dialect).sql)
 
 
 def seed_traces(

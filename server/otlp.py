@@ -56,7 +56,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2 as otlp_trace_pb
 
 from mlgenai.v1 import span_pb2
 from server.convert.common import now_ms
-from server.convert.spans import to_record
+from server.convert.spans import PlainValues, to_record
 from server.validation import Violations
 from store import limits
 from store.domain import SpanRecord
@@ -238,13 +238,17 @@ def convert(otlp: otlp_trace_pb.Span, checks: Violations, at: str) -> Converted 
         if SPAN_OUTPUTS in attrs:
             _fill(span.outputs, outputs)
         span.attributes.update(kept)
+        event_attributes = []
         for event in otlp.events:
             added = span.events.add(name=event.name, time_unix_nano=event.time_unix_nano)
-            added.attributes.update(attributes(event.attributes))
+            event_attributes.append(attributes(event.attributes))
+            added.attributes.update(event_attributes[-1])
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. a time beyond int64
         checks.add(at, f"times out of range, or values that cannot be stored ({type(exc).__name__})")
         return None
-    record = to_record(span, checks, at)
+    plain = PlainValues(kept, inputs if SPAN_INPUTS in attrs else None, outputs if SPAN_OUTPUTS in attrs else None,
+                        event_attributes)  # fmt: skip
+    record = to_record(span, checks, at, plain)
     return Converted(record, kept) if record is not None else None
 
 

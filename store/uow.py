@@ -37,7 +37,7 @@ from store.errors import Aborted, Unavailable
 from store.orm.base import table
 from store.orm.system import ServiceSettingRow
 from store.query.keyset import PageTokenCodec
-from store.query.raw import compile_raw
+from store.query.raw import RawStatement, compile_raw
 from store.repositories.assessments import AssessmentRepository
 from store.repositories.dataset_fields import DatasetFieldStore
 from store.repositories.dataset_records import DatasetRecordWriter
@@ -84,7 +84,10 @@ class UnitOfWork:
         are wrapped like SQLAlchemy's own, so they are classified the same way, and a dropped
         connection is invalidated so the pool replaces it.
         """
-        raw = compile_raw(stmt, self.conn.dialect)
+        return self.fetch_raw(compile_raw(stmt, self.conn.dialect), params)
+
+    def fetch_raw(self, raw: RawStatement, params: dict[str, Any]) -> list[Any]:
+        """``fetch`` of an already compiled statement."""
         dbapi_conn = self.conn.connection.dbapi_connection
         assert dbapi_conn is not None
         with self._driver_errors(raw.sql, dbapi_conn):

@@ -3,7 +3,10 @@
 PostgreSQL: one ``INSERT … SELECT … FROM unnest(:col1, :col2, …)`` statement with one array
 parameter per column, compiled once — a batch of rows costs one round trip and no per-row
 Python in the driver (psycopg's pipelined ``executemany`` cost more CPU than the rest of a
-small write). SQLite: ``executemany`` of the single-row statement (in-process, cheap).
+small write). The arrays travel in psycopg's binary format (``%(b_col)b``): in the text format
+psycopg quotes every element of a text array with a regular expression, ~60 µs for a 1 KB JSON
+span payload against ~1.5 µs in binary — most of LogSpans' driver CPU.
+SQLite: ``executemany`` of the single-row statement (in-process, cheap).
 
 ``upsert`` adds ``ON CONFLICT (keys) DO UPDATE`` (or ``DO NOTHING``). Callers pass rows
 sorted by key and without duplicate keys: PostgreSQL refuses to update one row twice in a
@@ -12,6 +15,8 @@ statement, and a stable lock order is what keeps concurrent writers free of dead
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -19,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+
+from store.query.raw import RawStatement, compile_raw
 
 if TYPE_CHECKING:
     from store.uow import UnitOfWork
@@ -49,7 +57,7 @@ class BulkWrite:
             return
         if uow.dialect == "postgresql":
             arrays = {f"b_{c}": [row[i] for row in rows] for i, c in enumerate(self.columns)}
-            uow.fetch(_pg_statement(self), arrays)
+            uow.fetch_raw(_pg_binary(self, uow.conn.dialect), arrays)
         else:
             uow.fetch_many(
                 _sqlite_statement(self), [{f"b_{c}": v for c, v in zip(self.columns, row, strict=True)} for row in rows]
@@ -91,7 +99,57 @@ def _pg_statement(write: BulkWrite) -> Any:
     return _conflict(stmt, write)
 
 
+@dataclass(frozen=True)
+class BulkUpdate:
+    """``UPDATE table SET columns … WHERE key = …`` for many rows in one statement.
+
+    PostgreSQL: ``UPDATE … FROM unnest(…)`` with binary array parameters; SQLite: ``executemany``.
+    Rows are tuples ``(key, *columns)``, sorted by key (the lock order of concurrent writers).
+    """
+
+    table: sa.Table
+    key: str
+    columns: tuple[str, ...]
+
+    def run(self, uow: UnitOfWork, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        names = (self.key, *self.columns)
+        if uow.dialect == "postgresql":
+            arrays = {f"b_{c}": [row[i] for row in rows] for i, c in enumerate(names)}
+            uow.fetch_raw(_pg_binary(self, uow.conn.dialect), arrays)
+        else:
+            uow.fetch_many(
+                _sqlite_statement(self), [dict(zip((f"b_{c}" for c in names), row, strict=True)) for row in rows]
+            )
+
+
 @cache
-def _sqlite_statement(write: BulkWrite) -> Any:
+def _pg_binary(write: BulkWrite | BulkUpdate, dialect: Dialect) -> RawStatement:
+    """The statement's SQL with binary-format placeholders (its parameters are all ours: ``b_*``)."""
+    raw = compile_raw(_pg_statement(write) if isinstance(write, BulkWrite) else _pg_update(write), dialect)
+    return dataclasses.replace(raw, sql=re.sub(r"%\((b_\w+)\)s", r"%(\1)b", raw.sql))
+
+
+@cache
+def _pg_update(update: BulkUpdate) -> Any:
+    columns = [update.table.c[c] for c in (update.key, *update.columns)]
+    arrays = [sa.cast(sa.bindparam(f"b_{c.name}"), postgresql.ARRAY(_element_type(c))) for c in columns]
+    rows = sa.func.unnest(*arrays).table_valued(*(f"v_{c.name}" for c in columns)).render_derived()
+    return (
+        sa.update(update.table)
+        .where(update.table.c[update.key] == rows.c[f"v_{update.key}"])
+        .values({c: rows.c[f"v_{c}"] for c in update.columns})
+    )
+
+
+@cache
+def _sqlite_statement(write: BulkWrite | BulkUpdate) -> Any:
+    if isinstance(write, BulkUpdate):
+        return (
+            sa.update(write.table)
+            .where(write.table.c[write.key] == sa.bindparam(f"b_{write.key}"))
+            .values({c: sa.bindparam(f"b_{c}") for c in write.columns})
+        )
     stmt = sqlite.insert(write.table).values({c: sa.bindparam(f"b_{c}") for c in write.columns})
     return _conflict(stmt, write)

@@ -35,7 +35,7 @@ from store.errors import FailedPrecondition, InvalidArgument, NotFound, Resource
 from store.limits import SPANS_PER_TRACE_MAX, TAGS_PER_ENTITY_MAX
 from store.orm.base import table
 from store.orm.traces import SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
-from store.query.bulk import BulkWrite
+from store.query.bulk import BulkUpdate, BulkWrite
 from store.spans import PROMOTED_METADATA, TRACE_NAME_TAG, aggregate_usage, preview
 
 if TYPE_CHECKING:
@@ -110,11 +110,27 @@ _USAGE_TREE = sa.select(
     S.c.trace_id, S.c.span_id, S.c.parent_span_id, S.c.input_tokens, S.c.output_tokens, S.c.total_tokens
 ).where(S.c.trace_id.in_(_IDS))
 # Every aggregate is written: the values are the locked row's, recomputed where spans decide.
-_UPDATE_TRACE = (
-    sa.update(TR)
-    .where(TR.c.trace_id == _P("b_trace_id"))
-    .values({f: _P(f"b_{f}") for f in _AGGREGATE_FIELDS} | {"update_time": _P("b_now")})
-)
+_UPDATE_TRACES = BulkUpdate(TR, "trace_id", (*_AGGREGATE_FIELDS, "update_time"))
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchStat:
+    """``_SPAN_STATS`` of a trace that had no spans before this call: its spans are the batch."""
+
+    n: int
+    first_start: int
+    last_end: int | None
+    with_usage: int
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchRoot:
+    """``_ROOTS`` of such a trace."""
+
+    name: str
+    status: str
+    end_time_unix_nano: int | None
+    payload: str
 
 
 @dataclass
@@ -164,7 +180,8 @@ class TraceRepository:
         rerooted = [
             t
             for t in trace_ids
-            if any(not s.parent_span_id for s in by_trace[t])
+            if locked[t].row.span_count
+            and any(not s.parent_span_id for s in by_trace[t])
             and (locked[t].row.request_preview is not None or locked[t].row.response_preview is not None)
         ]
         old_roots = self._roots(rerooted)
@@ -205,9 +222,17 @@ class TraceRepository:
         now_ms: int,
     ) -> None:
         ids = sorted(locked)
-        stats = {r.trace_id: r for r in self._conn.execute(_SPAN_STATS, {"b_ids": ids})}
-        roots = self._roots(ids)
-        usage = self._usage([t for t in ids if stats[t].with_usage])
+        # A trace that had no spans before this call (its row, locked, says so) has exactly the
+        # batch's: its aggregates come from the batch without reading them back.
+        stored = [t for t in ids if locked[t].row.span_count]
+        stats: dict[str, Any] = (
+            {r.trace_id: r for r in self._conn.execute(_SPAN_STATS, {"b_ids": stored})} if stored else {}
+        )
+        roots = self._roots(stored)
+        usage = self._usage([t for t in stored if stats[t].with_usage])
+        for trace_id in ids:
+            if not locked[trace_id].row.span_count:
+                stats[trace_id], roots[trace_id], usage[trace_id] = _from_batch(by_trace[trace_id])
         updates = []
         for trace_id in ids:
             item, stat = locked[trace_id], stats[trace_id]
@@ -219,8 +244,8 @@ class TraceRepository:
                 )
             root, old_root = roots.get(trace_id), old_roots.get(trace_id)
             values = _aggregates(item.row, stat, root, old_root, usage.get(trace_id), by_trace[trace_id])
-            updates.append({"b_trace_id": trace_id, "b_now": now_ms, **{f"b_{k}": v for k, v in values.items()}})
-        self._uow.fetch_many(_UPDATE_TRACE, updates)
+            updates.append((trace_id, *(values[f] for f in _AGGREGATE_FIELDS), now_ms))
+        _UPDATE_TRACES.run(self._uow, updates)
 
     def _usage(self, trace_ids: list[str]) -> dict[str, TokenUsage | None]:
         if not trace_ids:
@@ -234,6 +259,23 @@ class TraceRepository:
             )
             tree[r.trace_id].append((r.span_id, r.parent_span_id or "", used))
         return {t: aggregate_usage(spans) for t, spans in tree.items()}
+
+
+def _from_batch(batch: list[SpanRecord]) -> tuple[_BatchStat, _BatchRoot | None, TokenUsage | None]:
+    """Stats, root and usage of a trace whose only spans are ``batch`` (unique span ids)."""
+    ends = [s.end_time_unix_nano for s in batch if s.end_time_unix_nano]
+    with_usage = sum(1 for s in batch if s.usage is not None)
+    stat = _BatchStat(len(batch), min(s.start_time_unix_nano for s in batch), max(ends, default=None), with_usage)
+    first = min(
+        (s for s in batch if not s.parent_span_id), key=lambda s: (s.start_time_unix_nano, s.span_id), default=None
+    )
+    root = (
+        _BatchRoot(first.name, first.status, first.end_time_unix_nano or None, first.payload_json)
+        if first is not None
+        else None
+    )
+    usage = aggregate_usage((s.span_id, s.parent_span_id, s.usage) for s in batch) if with_usage else None
+    return stat, root, usage
 
 
 def _span_row(span: SpanRecord) -> tuple[Any, ...]:

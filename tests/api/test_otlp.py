@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from opentelemetry.proto.collector.trace.v1 import (
     trace_service_pb2 as otlp_pb,
     trace_service_pb2_grpc as otlp_grpc,
@@ -21,9 +22,11 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2 as ot
 
-from mlgenai.client import Client
+from mlgenai.client import Client, span as new_span
 from mlgenai.client.convert import from_struct, from_value
 from mlgenai.v1 import span_pb2, trace_pb2, trace_service_pb2 as tpb, trace_service_pb2_grpc as tg
+from store.orm.base import table
+from store.orm.traces import SpanRow
 from store.uow import Database
 from tests.helpers import count_rows, expect_error, snapshot
 
@@ -285,6 +288,26 @@ def test_attribute_filters_see_the_converted_values(api: Api) -> None:
     ):
         found = api.traces.SearchTraces(tpb.SearchTracesRequest(experiment_ids=[exp], filter=expr))
         assert [t.trace_id for t in found.traces] == ["tr-" + trace.hex()], expr
+
+
+def test_numbers_are_stored_alike_whether_exported_or_logged(api: Api, database: Database) -> None:
+    """A Struct holds doubles: 2.0 reads back as 2, integers beyond 2**53 as doubles. What filters
+    see of an exported span must be what they see of the same span sent through LogSpans."""
+    exp = api.experiment()
+    exported, logged = "tr-" + tid().hex(), "tr-" + tid().hex()
+    attrs = {"whole": 2.0, "half": 0.5, "mlflow.spanInputs": '{"n": 3.0, "big": 123456789012345678901}'}
+    api.export(mk_request(({}, [mk_span(bytes.fromhex(exported[3:]), sid(), name="s", attrs=attrs)])), exp)
+    native, inputs = {"whole": 2, "half": 0.5}, {"n": 3, "big": 1.2345678901234568e20}
+    api.client.log_spans(exp, [new_span(logged, "s", attributes=native, inputs=inputs)])
+    for expr in ("span.attributes.whole = '2'", "span.attributes.half = '0.5'"):
+        found = api.traces.SearchTraces(tpb.SearchTracesRequest(experiment_ids=[exp], filter=expr))
+        assert sorted(t.trace_id for t in found.traces) == sorted([exported, logged]), expr
+    spans = table(SpanRow)
+    with database.engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(spans.c.trace_id, spans.c.payload)).all())
+    assert stored[exported]["attributes"] == stored[logged]["attributes"] == native
+    assert stored[exported]["inputs"] == stored[logged]["inputs"]
+    assert stored[logged]["inputs"]["n"] == 3 and isinstance(stored[logged]["inputs"]["n"], int)
 
 
 def test_spans_from_mlflows_sdk_have_every_attribute_json_decoded(api: Api) -> None:

@@ -6,6 +6,8 @@ Every test goes through the real server and the generated stub, then reads the r
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 
@@ -501,3 +503,34 @@ def test_delete_oldest_first(tr: Traces, exp: str, database: Database) -> None:
     assert sorted(tr.search_ids([exp])) == [tid(n) for n in (4, 5, 6)]
     assert tr.search_ids([other]) == [tid(50)]
     assert count_rows(database, "spans") == 4
+
+
+def test_a_trace_sent_in_one_call_or_span_by_span_gets_the_same_info(tr: Traces, exp: str) -> None:
+    """A trace with no stored spans takes its aggregates from the batch; one with stored spans
+    reads them back. Both ways must agree field for field."""
+
+    def tree(trace_id: str) -> list[Any]:
+        return [
+            span(trace_id, sid(1), name="agent", start=0, end=90, status=OK, inputs={"q": "hi"}, outputs="yo",
+                 attrs={**usage(10, 5), "session.id": "sess-1", "user.id": "u-1"}),
+            span(trace_id, sid(2), sid(1), name="llm", start=5, end=40, attrs=usage(10, 5)),
+            span(trace_id, sid(3), sid(1), name="tool", start=41, end=95, status=ERROR, attrs=usage(1, 2, 4)),
+            span(trace_id, sid(4), sid(3), name="late", start=50, end=None),
+        ]  # fmt: skip
+
+    whole, pieces = tid(71), tid(72)
+    tr.log(exp, *tree(whole))
+    for s in reversed(tree(pieces)):  # children first: the root arrives last
+        tr.log(exp, s)
+    a, b = tr.info(whole), tr.info(pieces)
+    for info in (a, b):
+        info.ClearField("trace_id")
+    assert a == b
+    assert (a.span_count, a.name, a.session_id, a.user_id, a.request_preview) == (
+        4,
+        "agent",
+        "sess-1",
+        "u-1",
+        '{"q":"hi"}',
+    )
+    assert (a.token_usage.input_tokens, a.token_usage.total_tokens) == (10, 15)  # the root reports all
