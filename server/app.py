@@ -35,7 +35,7 @@ from mlgenai.v1 import (
     trace_service_pb2,
     trace_service_pb2_grpc,
 )
-from server import logs, otlp
+from server import logs, otlp, preserialized
 from server.interceptors import CallInterceptor
 from server.servicers.assessments import AssessmentServicer
 from server.servicers.datasets import DatasetServicer
@@ -88,7 +88,7 @@ def build_server(settings: Settings, db: Database) -> RunningServer:
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     experiment_service_pb2_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(db), server)
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(db), server)
+    preserialized.register(trace_service_pb2_grpc.add_TraceServiceServicer_to_server, TraceServicer(db), server)
     assessment_service_pb2_grpc.add_AssessmentServiceServicer_to_server(AssessmentServicer(db), server)
     evaluation_dataset_service_pb2_grpc.add_EvaluationDatasetServiceServicer_to_server(DatasetServicer(db), server)
     otlp.add_to_server(db, server)

@@ -101,6 +101,20 @@ class UnitOfWork:
             finally:
                 cursor.close()
 
+    def fetch_column(self, stmt: ClauseElement, params: dict[str, Any]) -> list[Any]:
+        """The first column of ``fetch``'s rows, fetched in the driver's binary format where it
+        has one (PostgreSQL: ``bytea`` arrives as is, not as hex text to decode)."""
+        raw = compile_raw(stmt, self.conn.dialect)
+        dbapi_conn = self.conn.connection.dbapi_connection
+        assert dbapi_conn is not None
+        with self._driver_errors(raw.sql, dbapi_conn):
+            cursor = dbapi_conn.cursor(binary=True) if self.dialect == "postgresql" else dbapi_conn.cursor()
+            try:
+                cursor.execute(raw.sql, raw.parameters(params))
+                return [r[0] for r in cursor.fetchall()]
+            finally:
+                cursor.close()
+
     def fetch_many(self, stmt: ClauseElement, rows: list[dict[str, Any]]) -> None:
         """Run a prebuilt statement once per parameter set (``executemany``; pipelined by psycopg)."""
         raw = compile_raw(stmt, self.conn.dialect)

@@ -7,6 +7,7 @@ from google.protobuf.duration_pb2 import Duration
 from mlgenai.v1 import trace_pb2
 from server.convert import assessments
 from server.convert.common import timestamp
+from server.preserialized import field, repeated
 from store.domain import TRACE_ERROR, TRACE_IN_PROGRESS, TRACE_OK, TraceInfo
 
 STATES = {
@@ -50,8 +51,6 @@ def info_to_proto(info: TraceInfo) -> trace_pb2.TraceInfo:
     return msg
 
 
-def trace_to_proto(info: TraceInfo, spans: list[bytes] | None) -> trace_pb2.Trace:
-    trace = trace_pb2.Trace(info=info_to_proto(info))
-    for blob in spans or ():
-        trace.spans.add().MergeFromString(blob)
-    return trace
+def trace_bytes(info: TraceInfo, spans: list[bytes] | None) -> bytes:
+    """The serialized ``Trace`` of ``info`` and the stored spans (see ``server/preserialized.py``)."""
+    return field(1, info_to_proto(info).SerializeToString()) + repeated(2, spans or ())

@@ -9,7 +9,8 @@ import grpc
 from mlgenai.v1 import trace_pb2, trace_service_pb2 as pb, trace_service_pb2_grpc
 from server.convert.common import now_ms
 from server.convert.spans import check_trace_id, to_record
-from server.convert.traces import STATES, info_to_proto, trace_to_proto
+from server.convert.traces import STATES, info_to_proto, trace_bytes
+from server.preserialized import repeated
 from server.validation import Violations
 from store import limits
 from store.domain import TRACE_IN_PROGRESS, SearchQuery, TraceStart
@@ -112,19 +113,20 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
 
         return self.db.write(tx)
 
-    def GetTrace(self, request: pb.GetTraceRequest, context: Ctx) -> trace_pb2.Trace:
+    # GetTrace and BatchGetTraces answer with the serialized response (server/preserialized.py).
+    def GetTrace(self, request: pb.GetTraceRequest, context: Ctx) -> bytes:  # type: ignore[override]
         checks = Violations()
         check_trace_id(checks, "trace_id", request.trace_id)
         checks.raise_if_any()
         with_spans = not request.HasField("include_spans") or request.include_spans
 
-        def read(uow: UnitOfWork) -> trace_pb2.Trace:
+        def read(uow: UnitOfWork) -> bytes:
             info = uow.trace_reads.info(request.trace_id)
-            return trace_to_proto(info, uow.trace_reads.spans(request.trace_id) if with_spans else None)
+            return trace_bytes(info, uow.trace_reads.spans(request.trace_id) if with_spans else None)
 
         return self.db.read(read)
 
-    def BatchGetTraces(self, request: pb.BatchGetTracesRequest, context: Ctx) -> pb.BatchGetTracesResponse:
+    def BatchGetTraces(self, request: pb.BatchGetTracesRequest, context: Ctx) -> bytes:  # type: ignore[override]
         checks = Violations()
         if not 0 < len(request.trace_ids) <= limits.BATCH_GET_TRACES_MAX:
             checks.add("trace_ids", f"1 to {limits.BATCH_GET_TRACES_MAX} ids")
@@ -134,10 +136,10 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         with_spans = not request.HasField("include_spans") or request.include_spans
         ids = list(dict.fromkeys(request.trace_ids))
 
-        def read(uow: UnitOfWork) -> pb.BatchGetTracesResponse:
+        def read(uow: UnitOfWork) -> bytes:
             infos = uow.trace_reads.infos(ids)
             spans = uow.trace_reads.spans_of([i.trace_id for i in infos]) if with_spans else {}
-            return pb.BatchGetTracesResponse(traces=[trace_to_proto(i, spans.get(i.trace_id)) for i in infos])
+            return repeated(1, (trace_bytes(i, spans.get(i.trace_id)) for i in infos))
 
         return self.db.read(read)
 

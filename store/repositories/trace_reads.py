@@ -101,7 +101,7 @@ class TraceReader:
 
     def spans(self, trace_id: str) -> list[bytes]:
         """The trace's spans as stored protobuf, root first then by start time."""
-        return [bytes(r[0]) for r in self._uow.fetch(_SPANS_OF, {"b_id": trace_id})]
+        return [bytes(p) for p in self._uow.fetch_column(_SPANS_OF, {"b_id": trace_id})]
 
     def spans_of(self, trace_ids: Sequence[str]) -> dict[str, list[bytes]]:
         out: dict[str, list[bytes]] = {t: [] for t in trace_ids}
