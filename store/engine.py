@@ -12,12 +12,14 @@ backend, §1.6) and a ``REGEXP`` function for ``RLIKE``. Write transactions star
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
 from functools import lru_cache
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import NullPool
@@ -68,6 +70,16 @@ def _on_sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def json_loads(text: str | bytes) -> Any:
+    """What psycopg parses json/jsonb results with: orjson (~5x faster than ``json.loads`` on
+    the tags, metadata and assessments of a search page), falling back to ``json`` for what
+    orjson refuses (integers beyond 64 bits, which jsonb can hold)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def make_engine(url: str | URL, *, pool_size: int = 20, read_only: bool = False, echo: bool = False) -> Engine:
     """Create the engine for ``url`` with the settings this service relies on.
 
@@ -103,6 +115,7 @@ def make_engine(url: str | URL, *, pool_size: int = 20, read_only: bool = False,
         pool_reset_on_return=None if read_only else "rollback",
         isolation_level="AUTOCOMMIT" if read_only else "READ COMMITTED",
         connect_args=connect_args,
+        json_deserializer=json_loads,
     )
     sa.event.listen(engine, "checkout", _ping_if_idle)
     sa.event.listen(engine, "checkin", _note_checkin)

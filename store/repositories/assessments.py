@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from store.domain import Assessment, AssessmentSource, Page, SearchQuery
 from store.errors import InvalidArgument, NotFound
@@ -59,11 +60,22 @@ _COLUMNS = (
     A.c.assessment_id, A.c.trace_id, A.c.span_id, A.c.name, A.c.kind, A.c.source_type, A.c.source_id, A.c.value,
     A.c.error, A.c.rationale, A.c.metadata, A.c.run_id, A.c.overrides, A.c.valid, A.c.create_time, A.c.update_time,
 )  # fmt: skip
-_OF_TRACES = (
+# Of many traces (a page of search results): one prebuilt statement per backend, the ids as one
+# parameter (an array on PostgreSQL, JSON text on SQLite) instead of an IN list compiled per call.
+_ORDER_OF_TRACES = (A.c.trace_id, A.c.create_time, A.c.assessment_id)
+_OF_TRACES_PG = (
     sa.select(*_COLUMNS)
-    .where(A.c.trace_id.in_(_P("b_ids", expanding=True)))
-    .order_by(A.c.trace_id, A.c.create_time, A.c.assessment_id)
+    .where(A.c.trace_id == sa.func.any(sa.cast(_P("b_ids"), postgresql.ARRAY(sa.Text))))
+    .order_by(*_ORDER_OF_TRACES)
 )
+_OF_TRACES_SQLITE = (
+    sa.select(*_COLUMNS)
+    .where(A.c.trace_id.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(_P("b_ids")))))
+    .order_by(*_ORDER_OF_TRACES)
+)
+# value, error, metadata in _COLUMNS. SQLite returns JSON as its text, except numbers: a column
+# declared JSON has NUMERIC affinity, so "0.7" is stored (and returned) as the number 0.7.
+_JSON_POSITIONS = (7, 8, 10)
 _GET = sa.select(*_COLUMNS).where(A.c.assessment_id == _P("b_id"))
 _LOCK = _GET.with_for_update()
 _EXPERIMENT_OF = (
@@ -158,6 +170,14 @@ def to_domain(row: Any) -> Assessment:
     )
 
 
+def _parsed(row: Any) -> list[Any]:
+    out = list(row)
+    for i in _JSON_POSITIONS:
+        if isinstance(out[i], str):
+            out[i] = json.loads(out[i])
+    return out
+
+
 def typed_copies(value: object) -> tuple[float | None, str | None, bool | None]:
     """(value_number, value_string, value_bool): a true number, a string, a boolean."""
     if isinstance(value, bool):
@@ -193,9 +213,14 @@ class AssessmentRepository:
     def of_traces(self, trace_ids: Sequence[str]) -> dict[str, list[Assessment]]:
         """Every assessment (valid and invalid) of the given traces, oldest first."""
         out: dict[str, list[Assessment]] = defaultdict(list)
-        if trace_ids:
-            for row in self._conn.execute(_OF_TRACES, {"b_ids": list(trace_ids)}):
-                out[row.trace_id].append(to_domain(row))
+        if not trace_ids:
+            return out
+        if self._uow.dialect == "postgresql":
+            rows = self._uow.fetch(_OF_TRACES_PG, {"b_ids": list(trace_ids)})
+        else:
+            rows = [_parsed(r) for r in self._uow.fetch(_OF_TRACES_SQLITE, {"b_ids": json.dumps(list(trace_ids))})]
+        for row in rows:
+            out[row[1]].append(to_domain(row))
         return out
 
     def get(self, assessment_id: str) -> Assessment:
