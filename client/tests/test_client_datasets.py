@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sys
-import types
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -13,7 +11,7 @@ import pytest
 
 from mlgenai.client import Client, to_dict
 from mlgenai.client._datasets import _batch_request_id, record_to_proto
-from mlgenai.v1 import evaluation_dataset_pb2 as dpb, evaluation_dataset_service_pb2 as pb
+from mlgenai.v1 import evaluation_dataset_pb2 as dpb
 
 
 def test_record_dicts_become_messages() -> None:
@@ -54,55 +52,9 @@ def test_batches_get_request_ids_derived_from_the_callers() -> None:
     assert _batch_request_id("", 5) == ""
 
 
-class FakeStub:
-    """Records MergeRecords requests; answers one CREATED result per record."""
-
-    def __init__(self) -> None:
-        self.requests: list[pb.MergeRecordsRequest] = []
-
-    def MergeRecords(self, request: pb.MergeRecordsRequest) -> pb.MergeRecordsResponse:
-        self.requests.append(request)
-        n = len(request.records)
-        return pb.MergeRecordsResponse(
-            results=[
-                pb.RecordMergeResult(dataset_record_id=f"dr-{i}", outcome=dpb.MERGE_OUTCOME_CREATED) for i in range(n)
-            ],
-            created_count=n,
-            version=len(self.requests),
-        )
-
-
-def test_merge_records_batches_and_sums() -> None:
-    client = Client(grpc.insecure_channel("127.0.0.1:1"))
-    stub = FakeStub()
-    client.datasets = stub  # type: ignore[assignment]
-    result = client.merge_records("d-" + "0" * 32, [{"inputs": {"i": i}} for i in range(25)], batch_size=10)
-    assert [len(r.records) for r in stub.requests] == [10, 10, 5]
-    assert result["created_count"] == 25 and len(result["results"]) == 25 and result["version"] == 3
-    with pytest.raises(ValueError):
-        client.merge_records("d-" + "0" * 32, [], batch_size=10_001)
-    client.close()
-
-
 def test_to_pandas_needs_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
     client = Client(grpc.insecure_channel("127.0.0.1:1"))
     monkeypatch.setitem(sys.modules, "pandas", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"mlgenai-client\[pandas\]"):
         client.to_pandas("d-" + "0" * 32)
-    client.close()
-
-
-def test_to_pandas_makes_one_row_per_record(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("pandas")
-    fake.DataFrame = lambda rows: ("frame", rows)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pandas", fake)
-    client = Client(grpc.insecure_channel("127.0.0.1:1"))
-    rows = [{"dataset_record_id": "dr-1", "inputs": {"q": 1}}, {"dataset_record_id": "dr-2", "inputs": {"q": 2}}]
-
-    def iter_records(dataset_id: str, version: int | None = None) -> Iterator[dict[str, Any]]:
-        assert version == 4
-        yield from rows
-
-    monkeypatch.setattr(client, "iter_records", iter_records)
-    assert client.to_pandas("d-" + "0" * 32, version=4) == ("frame", rows)
     client.close()
