@@ -13,7 +13,10 @@ one SELECT, runs every request record through ``MergePlan.add`` in order, and wr
 * records with equal inputs within the call merge in order, each one's outcome relative to
   the state the earlier ones left;
 * a record is written (a new row version) only when its content hash at the end of the call
-  differs from its stored one.
+  differs from its stored one;
+* shortcut: a request record whose ``fresh_content`` (the content it would give a new record)
+  hashes to the stored content hash changes nothing (UNCHANGED) — the repository then need
+  not fetch or parse that content, when the identity comes once in the call.
 
 Values compare as JSON (``same``): ``1`` and ``true`` differ, although Python says they are equal.
 """
@@ -51,22 +54,30 @@ def same(a: Any, b: Any) -> bool:
 class Stored:
     """A current record row, as the merge needs it (``content``: see ``content_text``)."""
 
+    row_id: Any  # the handle the repository closes it by
     position: int
     dataset_record_id: str
     content_hash: str
-    content: dict[str, Any]
+    content: dict[str, Any] | None  # None: not fetched (it is what the call's one record for it would create)
     create_time_ms: int
     created_by: str | None
     last_updated_by: str | None
     proto: bytes
 
     @property
+    def parts(self) -> dict[str, Any]:
+        """The parsed content (fetched whenever the merge needs it)."""
+        if self.content is None:
+            raise AssertionError(f"the content of {self.dataset_record_id} was not fetched")
+        return self.content
+
+    @property
     def has_outputs(self) -> bool:
-        return "o" in self.content
+        return "o" in self.parts
 
     @property
     def outputs(self) -> Any:
-        return self.content.get("o")
+        return self.parts.get("o")
 
 
 @dataclass(slots=True)
@@ -90,13 +101,15 @@ class Work:
     last_updated_by: str | None
     origins: list[object] = field(default_factory=list)
     touched: bool = False
+    content: str | None = None  # a created record's content_text and its hash, while only its
+    content_hash: str | None = None  # first request record made it (``len(origins) == 1``)
 
 
 @dataclass
 class Finished:
     """What the call writes."""
 
-    close_positions: list[int]
+    close_rows: list[Any]  # the row_id of each stored row to close
     rows: list[tuple[Any, ...]]  # in ROW_COLUMNS order (store/repositories/dataset_records.py)
     delta: ProfileDelta
     sum_delta: int  # to add (mod 2**256) to the dataset's content sum
@@ -113,6 +126,15 @@ def content_text(w: Work) -> str:
     return f'{{"e":{dumps(w.expectations)},"i":{w.inputs_text}{outputs},"s":{source},"t":{dumps(w.tags)}}}'
 
 
+def fresh_content(rec: RecordInput, inputs_text: str) -> str:
+    """The content (``content_text``) ``rec`` gives a record it creates."""
+    expectations = rec.expectations or {}
+    source_type = rec.source_type or ("HUMAN" if expectations else "CODE")
+    outputs = ',"o":' + dumps(rec.outputs) if rec.has_outputs and rec.outputs is not None else ""
+    source = f'{{"d":{dumps(rec.source_data)},"t":{dumps(source_type)}}}'
+    return f'{{"e":{dumps(expectations)},"i":{inputs_text}{outputs},"s":{source},"t":{dumps(rec.tags)}}}'
+
+
 class MergePlan:
     def __init__(self, dataset_id: str, current: dict[str, Stored], last_position: int, now_ms: int) -> None:
         self.dataset_id = dataset_id
@@ -122,8 +144,9 @@ class MergePlan:
         self.works: dict[str, Work] = {}
         self.author: str | None = None
 
-    def add(self, rec: RecordInput, input_hash: str, inputs_text: str) -> tuple[str, str]:
-        """Apply one request record; its (dataset_record_id, outcome)."""
+    def add(self, rec: RecordInput, input_hash: str, inputs_text: str, fresh: tuple[str, str]) -> tuple[str, str]:
+        """Apply one request record; its (dataset_record_id, outcome). ``fresh``: the record's
+        ``fresh_content`` and its hash."""
         user = rec.tags.get(USER_TAG)
         if user is not None:
             self.author = user
@@ -132,7 +155,13 @@ class MergePlan:
             stored = self.current.get(input_hash)
             if stored is None:
                 work = self.works[input_hash] = self._create(rec, input_hash, inputs_text, user)
+                work.content, work.content_hash = fresh
                 return work.record_id, CREATED
+            if stored.content_hash == fresh[1]:
+                # The record as it would be created is the stored one: merging it changes nothing.
+                if stored.content is not None:  # None: the caller knows it comes once in the call
+                    self.works[input_hash] = _from_stored(stored, input_hash, inputs_text, rec.inputs)
+                return stored.dataset_record_id, UNCHANGED
             work = self.works[input_hash] = _from_stored(stored, input_hash, inputs_text, rec.inputs)
         changed = self._merge(work, rec)
         if changed:
@@ -199,8 +228,11 @@ class MergePlan:
         for work in self.works.values():
             if not work.touched:
                 continue
-            content = content_text(work)
-            content_hash = sha256_hex(content)
+            if work.content is not None and work.content_hash is not None and len(work.origins) == 1:
+                content, content_hash = work.content, work.content_hash
+            else:
+                content = content_text(work)
+                content_hash = sha256_hex(content)
             stored = work.stored
             if stored is not None and content_hash == stored.content_hash:
                 continue  # changed and changed back within the call
@@ -221,7 +253,7 @@ class MergePlan:
             else:
                 out.updated += 1
                 out.sum_delta -= int(stored.content_hash, 16)
-                out.close_positions.append(work.position)
+                out.close_rows.append(stored.row_id)
                 proto, patches = stored.proto, work.origins
                 if track_fields:
                     _profile_update(delta, stored, work)
@@ -237,6 +269,7 @@ class MergePlan:
 
 
 def _from_stored(stored: Stored, input_hash: str, inputs_text: str, inputs: dict[str, Any]) -> Work:
+    parts = stored.parts
     return Work(
         input_hash=input_hash,
         inputs_text=inputs_text,
@@ -246,10 +279,10 @@ def _from_stored(stored: Stored, input_hash: str, inputs_text: str, inputs: dict
         position=stored.position,
         has_outputs=stored.has_outputs,
         outputs=stored.outputs,
-        expectations=stored.content["e"],
-        tags=stored.content["t"],
-        source_type=stored.content["s"]["t"],
-        source_data=stored.content["s"]["d"],
+        expectations=parts["e"],
+        tags=parts["t"],
+        source_type=parts["s"]["t"],
+        source_data=parts["s"]["d"],
         create_time_ms=stored.create_time_ms,
         created_by=stored.created_by,
         last_updated_by=stored.last_updated_by,
@@ -262,8 +295,8 @@ def _profile_update(delta: ProfileDelta, stored: Stored, work: Work) -> None:
             delta.remove("outputs", stored.outputs)
         if work.has_outputs:
             delta.add("outputs", work.outputs)
-    if not same(stored.content["e"], work.expectations):
-        delta.remove("expectations", stored.content["e"])
+    if not same(stored.parts["e"], work.expectations):
+        delta.remove("expectations", stored.parts["e"])
         delta.add("expectations", work.expectations)
 
 
