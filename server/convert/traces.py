@@ -19,11 +19,16 @@ STATES_TO_PROTO = {v: k for k, v in STATES.items()}
 
 
 def info_to_proto(info: TraceInfo) -> trace_pb2.TraceInfo:
-    msg = trace_pb2.TraceInfo(
+    duration = info.execution_duration_ms
+    usage = info.token_usage
+    return trace_pb2.TraceInfo(
         trace_id=info.trace_id,
         experiment_id=info.experiment_id,
         client_request_id=info.client_request_id,
         request_time=timestamp(info.request_time_ms),
+        execution_duration=Duration(seconds=duration // 1000, nanos=duration % 1000 * 1_000_000)
+        if duration is not None
+        else None,
         state=STATES_TO_PROTO[info.state],
         request_preview=info.request_preview,
         response_preview=info.response_preview,
@@ -36,19 +41,12 @@ def info_to_proto(info: TraceInfo) -> trace_pb2.TraceInfo:
         run_id=info.run_id,
         name=info.name,
         span_count=info.span_count,
+        token_usage=trace_pb2.TokenUsage(
+            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, total_tokens=usage.total_tokens
+        )
+        if usage is not None
+        else None,
     )
-    if info.execution_duration_ms is not None:
-        msg.execution_duration.CopyFrom(
-            Duration(seconds=info.execution_duration_ms // 1000, nanos=(info.execution_duration_ms % 1000) * 1_000_000)
-        )
-    if info.token_usage is not None:
-        u = info.token_usage
-        msg.token_usage.CopyFrom(
-            trace_pb2.TokenUsage(
-                input_tokens=u.input_tokens, output_tokens=u.output_tokens, total_tokens=u.total_tokens
-            )
-        )
-    return msg
 
 
 def trace_bytes(info: TraceInfo, spans: list[bytes] | None) -> bytes:
