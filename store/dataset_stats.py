@@ -34,8 +34,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from base64 import b64decode, b64encode
+from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
+from struct import pack, unpack
 from typing import Any
 
 from store.canonical import dumps
@@ -160,6 +163,23 @@ def classify(value: Any) -> tuple[str, int]:
     return name, int.from_bytes(_blake2b(data, digest_size=8).digest(), "big") >> _SHIFT
 
 
+def _string_hashes(strings: Iterable[str]) -> list[int]:
+    """``classify``'s hash of each string (a copy of the hash state after the ``s`` prefix is
+    cheaper than a new hash object)."""
+    out = []
+    for v in strings:
+        h = _copy_s()
+        h.update(v.encode("utf-8", "surrogatepass"))
+        out.append(_from_bytes(h.digest(), "big") >> _SHIFT)
+    return out
+
+
+_from_bytes = int.from_bytes
+_copy_s = _blake2b(b"s", digest_size=8).copy
+_CONTAINERS = (dict, list)
+_classify_scalar = lru_cache(maxsize=4096, typed=True)(classify)  # numbers, booleans, null: few distinct
+
+
 class Extremes:
     """Count, sum, min and max (with their holder counts) of some numbers, under removals."""
 
@@ -224,6 +244,14 @@ class Extremes:
         return [self.count, self.lo, self.hi, self.total / self.count] if self.count else None
 
 
+def _drop(types: dict[str, int], kind: str, n: int) -> None:
+    left = types.get(kind, 0) - n
+    if left > 0:
+        types[kind] = left
+    else:
+        types.pop(kind, None)
+
+
 class FieldStats:
     """What is kept about one field (see the module docstring); ``doc`` is its stored form."""
 
@@ -235,7 +263,14 @@ class FieldStats:
         self.numbers = Extremes(doc.get("num"))
         self.lengths = Extremes(doc.get("len"))
         self.level: int = doc.get("lv", 0)
-        self.sample: dict[int, int] = dict(zip(doc.get("h") or (), doc.get("c") or (), strict=True))
+        packed = doc.get("s")
+        if packed is not None:
+            raw = b64decode(packed)
+            numbers = unpack(f"<{len(raw) // 8}Q", raw)
+            half = len(numbers) // 2
+            self.sample: dict[int, int] = dict(zip(numbers[:half], numbers[half:], strict=True))
+        else:  # the form written before the packed one
+            self.sample = dict(zip(doc.get("h") or (), doc.get("c") or (), strict=True))
 
     @property
     def count(self) -> int:
@@ -243,21 +278,29 @@ class FieldStats:
 
     def add(self, values: list[Any]) -> None:
         """Count ``values`` (of records that now have this field) in."""
-        types, sample, numbers, lengths = self.types, self.sample, [], []
+        types, sample = self.types, self.sample
         bound = 1 << (HASH_BITS - self.level)
-        for value in values:
-            kind, h = classify(value)
-            types[kind] = types.get(kind, 0) + 1
-            if kind == "string":
-                lengths.append(len(value))
-            elif kind in ("integer", "number"):
-                numbers.append(value)
-            if h < bound:
-                sample[h] = sample.get(h, 0) + 1
-        if numbers:
-            self.numbers.add_many(numbers)
-        if lengths:
-            self.lengths.add_many(lengths)
+        strings = [v for v in values if type(v) is str]  # the common case: each distinct string hashed once
+        if strings:
+            types["string"] = types.get("string", 0) + len(strings)
+            counted = Counter(strings)
+            for h, n in zip(_string_hashes(counted), counted.values(), strict=True):
+                if h < bound:
+                    sample[h] = sample.get(h, 0) + n
+            self.lengths.add_many([len(v) for v in strings])
+        if len(strings) < len(values):
+            numbers = []
+            for value in values:
+                if type(value) is str:
+                    continue
+                kind, h = classify(value) if type(value) in _CONTAINERS else _classify_scalar(value)
+                types[kind] = types.get(kind, 0) + 1
+                if kind in ("integer", "number"):
+                    numbers.append(value)
+                if h < bound:
+                    sample[h] = sample.get(h, 0) + 1
+            if numbers:
+                self.numbers.add_many(numbers)
         while len(self.sample) > DISTINCT_SAMPLE_MAX:
             self.level += 1
             bound = 1 << (HASH_BITS - self.level)
@@ -266,21 +309,27 @@ class FieldStats:
     def remove(self, values: list[Any]) -> None:
         """Count ``values`` (of records that no longer have this field) out."""
         types, sample, numbers, lengths = self.types, self.sample, [], []
-        for value in values:
-            kind, h = classify(value)
-            left = types.get(kind, 0) - 1
-            if left > 0:
-                types[kind] = left
-            else:
-                types.pop(kind, None)
-            if kind == "string":
-                lengths.append(len(value))
-            elif kind in ("integer", "number"):
-                numbers.append(value)
+        counted: dict[int, int] = {}  # hash -> how many values of it go
+        strings = [v for v in values if type(v) is str]
+        if strings:
+            _drop(types, "string", len(strings))
+            by_value = Counter(strings)
+            counted.update(zip(_string_hashes(by_value), by_value.values(), strict=True))
+            lengths = [len(v) for v in strings]
+        if len(strings) < len(values):
+            for value in values:
+                if type(value) is str:
+                    continue
+                kind, h = classify(value) if type(value) in _CONTAINERS else _classify_scalar(value)
+                _drop(types, kind, 1)
+                if kind in ("integer", "number"):
+                    numbers.append(value)
+                counted[h] = counted.get(h, 0) + 1
+        for h, n in counted.items():
             held = sample.get(h)
             if held is not None:
-                if held > 1:
-                    sample[h] = held - 1
+                if held > n:
+                    sample[h] = held - n
                 else:
                     del sample[h]
         if numbers:
@@ -289,14 +338,18 @@ class FieldStats:
             self.lengths.remove_many(lengths)
 
     def doc(self) -> dict[str, Any]:
+        """The stored form. The distinct sample is packed (``s``: base64 of the sorted hashes,
+        then their counts, as little-endian 64-bit integers): a JSON array of up to 2,000
+        numbers per field cost more to write, parse and store than the whole rest of the field's
+        upkeep. (Documents with the sample as two arrays ``h`` and ``c`` are still read.)"""
         hashes = sorted(self.sample)
+        sample = self.sample
         return {
             "t": self.types,
             "num": self.numbers.doc(),
             "len": self.lengths.doc(),
             "lv": self.level,
-            "h": hashes,
-            "c": [self.sample[h] for h in hashes],
+            "s": b64encode(pack(f"<{2 * len(hashes)}Q", *hashes, *[sample[h] for h in hashes])).decode("ascii"),
         }
 
     def summary(self) -> dict[str, Any]:

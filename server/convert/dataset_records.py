@@ -69,8 +69,16 @@ _isfinite = math.isfinite
 
 def _struct(s: struct_pb2.Struct) -> dict[str, Any]:
     fields = s.fields
-    out = {key: _value(fields[key]) for key in fields}  # 3x faster than .items() on protobuf maps
-    for key in out:
+    out: dict[str, Any] = {}
+    for key in fields:  # 3x faster than .items() on protobuf maps
+        v = fields[key]
+        if v.WhichOneof("kind") == "string_value":  # the common case inline (a call less)
+            text = v.string_value
+            if "\x00" in text:
+                raise _NotStorable("must not contain the NUL character")
+            out[key] = text
+        else:
+            out[key] = _value(v)
         if "\x00" in key:
             raise _NotStorable("keys must not contain the NUL character")
     return out
@@ -129,7 +137,7 @@ def _fast_input(rec: dpb.DatasetRecord) -> RecordInput | None:
     """``to_input`` of a valid record; None when something needs the detailed checks."""
     if not rec.inputs.fields:
         return None
-    tags = rec.tags
+    tags = dict(rec.tags)
     if not _plain_tags(tags):
         return None
     has_outputs = rec.HasField("outputs")
@@ -143,14 +151,14 @@ def _fast_input(rec: dpb.DatasetRecord) -> RecordInput | None:
                 return None
         source_data = _struct(source.source_data)
     return RecordInput(
-        inputs=_struct(rec.inputs),
-        origin=rec,
-        has_outputs=has_outputs,
-        outputs=_value(rec.outputs) if has_outputs else None,
-        expectations=_struct(rec.expectations) if rec.HasField("expectations") else None,
-        source_type=source_type,
-        source_data=source_data,
-        tags=dict(tags),
+        _struct(rec.inputs),
+        rec,
+        has_outputs,
+        _value(rec.outputs) if has_outputs else None,
+        _struct(rec.expectations) if rec.HasField("expectations") else None,
+        source_type,
+        source_data,
+        tags,
     )
 
 

@@ -103,8 +103,7 @@ def _stats(values: list[Any]) -> dpb.NumberStats:
 
 
 def merge_response(result: MergeResult) -> pb.MergeRecordsResponse:
-    return pb.MergeRecordsResponse(
-        results=[pb.RecordMergeResult(dataset_record_id=r, outcome=OUTCOMES[o]) for r, o in result.results],
+    resp = pb.MergeRecordsResponse(
         created_count=result.created,
         updated_count=result.updated,
         unchanged_count=result.unchanged,
@@ -112,6 +111,11 @@ def merge_response(result: MergeResult) -> pb.MergeRecordsResponse:
         digest=result.digest,
         num_records=result.num_records,
     )
+    add = resp.results.add  # in place: a list of messages would be built, then copied
+    for record_id, outcome in result.results:
+        item = add()
+        item.dataset_record_id, item.outcome = record_id, OUTCOMES[outcome]
+    return resp
 
 
 def version_to_proto(v: DatasetVersion) -> dpb.DatasetVersion:
