@@ -13,6 +13,7 @@ JSON) and with no expanding (``IN``) parameters.
 
 from __future__ import annotations
 
+import json
 from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any
@@ -58,3 +59,11 @@ def compile_raw(stmt: ClauseElement, dialect: Dialect) -> RawStatement:
 
 
 _KEEP: list[ClauseElement] = []
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column's value as the driver returns it: parsed already (PostgreSQL json/jsonb),
+    or its text (SQLite; numbers come back as numbers, a column declared JSON having NUMERIC
+    affinity). Only for columns whose values are objects or arrays, or on SQLite: a PostgreSQL
+    jsonb string arrives as a ``str`` that is not JSON text."""
+    return json.loads(value) if isinstance(value, str) else value

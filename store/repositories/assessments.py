@@ -42,6 +42,7 @@ from store.query.bulk import BulkWrite
 from store.query.filter_sql import Coerce, Field, FilterSpec, Kind
 from store.query.filters import Scalar, filter_error
 from store.query.keyset import OrderKey, OrderSpec
+from store.query.raw import json_value
 from store.query.search import run_search
 from store.repositories.experiments import parse_experiment_id
 from store.repositories.traces import trace_not_found
@@ -173,8 +174,7 @@ def to_domain(row: Any) -> Assessment:
 def _parsed(row: Any) -> list[Any]:
     out = list(row)
     for i in _JSON_POSITIONS:
-        if isinstance(out[i], str):
-            out[i] = json.loads(out[i])
+        out[i] = json_value(out[i])
     return out
 
 

@@ -45,6 +45,7 @@ from store.dataset_stats import ProfileDelta
 from store.orm.base import table
 from store.orm.datasets import DatasetRecordRow, DatasetRow, DatasetVersionRow
 from store.orm.traces import AssessmentRow, SpanRow, TraceRow
+from store.query.raw import json_value
 from store.repositories.assessments import EXPECTATION
 from store.repositories.dataset_sql import (
     Tid,
@@ -52,7 +53,6 @@ from store.repositories.dataset_sql import (
     in_list,
     insert_rows,
     json_param,
-    json_value,
     list_param,
     loads,
 )

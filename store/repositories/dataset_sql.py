@@ -5,7 +5,7 @@ driver cursor (``UnitOfWork.fetch``): ``= ANY(CAST(:p AS TEXT[]))`` on PostgreSQ
 (SELECT value FROM json_each(:p))`` with a JSON array on SQLite.
 
 Records' ``content`` is canonical JSON text (``store/canonical.py``), parsed with ``loads``;
-JSON columns arrive parsed (PostgreSQL) or as text (SQLite): ``json_value``.
+JSON columns arrive parsed (PostgreSQL) or as text (SQLite): ``store/query/raw.py::json_value``.
 
 PostgreSQL statements whose cost depends on the plan (the merge's lookups) and whose lists
 are long run through ``fetch_binary``: binary parameters and results, see its docstring.
@@ -69,11 +69,6 @@ def json_param(dialect: str, name: str) -> ColumnElement[Any]:
     """A JSON document given as text, for a JSON column."""
     param = sa.bindparam(name, type_=sa.Text)
     return sa.cast(param, postgresql.JSONB) if dialect == "postgresql" else param
-
-
-def json_value(value: Any) -> Any:
-    """A JSON column's value as fetched: parsed already (PostgreSQL json), or text (SQLite)."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def insert_rows(uow: UnitOfWork, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:

@@ -32,8 +32,9 @@ from store.orm.datasets import DatasetExperimentRow, DatasetRow, DatasetTagRow
 from store.query.bulk import BulkWrite
 from store.query.filter_sql import Field, FilterSpec, Kind, MapField
 from store.query.keyset import OrderKey, OrderSpec
+from store.query.raw import json_value
 from store.query.search import run_search
-from store.repositories.dataset_sql import dataset_not_found, json_value
+from store.repositories.dataset_sql import dataset_not_found
 from store.repositories.experiments import parse_experiment_id
 
 if TYPE_CHECKING:

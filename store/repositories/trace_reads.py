@@ -8,7 +8,6 @@ what filters and aggregations read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from store.orm.base import table
 from store.orm.traces import SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
 from store.query.filter_sql import FilterSpec
 from store.query.keyset import OrderKey, OrderSpec
+from store.query.raw import json_value
 from store.query.search import run_search
 from store.repositories.trace_filters import FILTERS, ORDER
 from store.repositories.traces import trace_not_found
@@ -79,7 +79,7 @@ def _info_by_id(dialect: str) -> sa.Select[Any]:
 def _json_map(value: Any) -> dict[str, str]:
     if value is None:
         return {}
-    return dict(json.loads(value) if isinstance(value, str) else value)
+    return dict(json_value(value))
 
 
 class TraceReader:
