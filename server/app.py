@@ -26,20 +26,29 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mlgenai.v1 import (
+    analytics_service_pb2,
+    analytics_service_pb2_grpc,
     assessment_service_pb2,
     assessment_service_pb2_grpc,
     evaluation_dataset_service_pb2,
     evaluation_dataset_service_pb2_grpc,
+    evaluation_run_service_pb2,
+    evaluation_run_service_pb2_grpc,
     experiment_service_pb2,
     experiment_service_pb2_grpc,
+    logged_model_service_pb2,
+    logged_model_service_pb2_grpc,
     trace_service_pb2,
     trace_service_pb2_grpc,
 )
 from server import logs, otlp, preserialized
 from server.interceptors import CallInterceptor
+from server.servicers.analytics import AnalyticsServicer
 from server.servicers.assessments import AssessmentServicer
 from server.servicers.datasets import DatasetServicer
 from server.servicers.experiments import ExperimentServicer
+from server.servicers.logged_models import LoggedModelServicer
+from server.servicers.runs import RunServicer
 from server.servicers.traces import TraceServicer
 from server.settings import Settings
 from store import migrate
@@ -52,6 +61,9 @@ SERVICE_NAMES = (
     trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
     assessment_service_pb2.DESCRIPTOR.services_by_name["AssessmentService"].full_name,
     evaluation_dataset_service_pb2.DESCRIPTOR.services_by_name["EvaluationDatasetService"].full_name,
+    logged_model_service_pb2.DESCRIPTOR.services_by_name["LoggedModelService"].full_name,
+    evaluation_run_service_pb2.DESCRIPTOR.services_by_name["EvaluationRunService"].full_name,
+    analytics_service_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name,
     otlp.SERVICE_NAME,
 )
 
@@ -91,6 +103,9 @@ def build_server(settings: Settings, db: Database) -> RunningServer:
     preserialized.register(trace_service_pb2_grpc.add_TraceServiceServicer_to_server, TraceServicer(db), server)
     assessment_service_pb2_grpc.add_AssessmentServiceServicer_to_server(AssessmentServicer(db), server)
     evaluation_dataset_service_pb2_grpc.add_EvaluationDatasetServiceServicer_to_server(DatasetServicer(db), server)
+    logged_model_service_pb2_grpc.add_LoggedModelServiceServicer_to_server(LoggedModelServicer(db), server)
+    evaluation_run_service_pb2_grpc.add_EvaluationRunServiceServicer_to_server(RunServicer(db), server)
+    analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(AnalyticsServicer(db), server)
     otlp.add_to_server(db, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

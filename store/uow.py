@@ -44,7 +44,11 @@ from store.repositories.dataset_records import DatasetRecordWriter
 from store.repositories.dataset_versions import DatasetReader
 from store.repositories.datasets import DatasetRepository
 from store.repositories.experiments import ExperimentRepository
+from store.repositories.logged_models import LoggedModelRepository
 from store.repositories.request_ids import RequestIdRepository
+from store.repositories.run_results import RunResultsReader
+from store.repositories.runs import RunRepository
+from store.repositories.trace_metrics import TraceMetricsReader
 from store.repositories.trace_reads import TraceReader
 from store.repositories.traces import TraceMutations, TraceRepository
 
@@ -192,6 +196,25 @@ class UnitOfWork:
     @cached_property
     def dataset_fields(self) -> DatasetFieldStore:
         return DatasetFieldStore(self)
+
+    @cached_property
+    def logged_models(self) -> LoggedModelRepository:
+        return LoggedModelRepository(self)
+
+    @cached_property
+    def runs(self) -> RunRepository:
+        """Evaluation runs, their params, metrics, tags and trace links."""
+        return RunRepository(self)
+
+    @cached_property
+    def trace_metrics(self) -> TraceMetricsReader:
+        """QueryTraceMetrics."""
+        return TraceMetricsReader(self)
+
+    @cached_property
+    def run_results(self) -> RunResultsReader:
+        """GetRunResults, CompareRuns."""
+        return RunResultsReader(self)
 
 
 class Database:

@@ -11,6 +11,15 @@ from store.orm.datasets import (
     DatasetVersionRow,
 )
 from store.orm.experiments import ExperimentRow, ExperimentTagRow
+from store.orm.models import (
+    LoggedModelLatestMetricRow,
+    LoggedModelMetricRow,
+    LoggedModelNameRow,
+    LoggedModelParamRow,
+    LoggedModelRow,
+    LoggedModelTagRow,
+)
+from store.orm.runs import RunLatestMetricRow, RunMetricRow, RunParamRow, RunRow, RunTagRow, TraceRunLinkRow
 from store.orm.system import RequestIdRow, ServiceSettingRow
 from store.orm.traces import AssessmentRow, SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
 
@@ -25,10 +34,22 @@ __all__ = [
     "DatasetVersionRow",
     "ExperimentRow",
     "ExperimentTagRow",
+    "LoggedModelLatestMetricRow",
+    "LoggedModelMetricRow",
+    "LoggedModelNameRow",
+    "LoggedModelParamRow",
+    "LoggedModelRow",
+    "LoggedModelTagRow",
     "RequestIdRow",
+    "RunLatestMetricRow",
+    "RunMetricRow",
+    "RunParamRow",
+    "RunRow",
+    "RunTagRow",
     "ServiceSettingRow",
     "SpanRow",
     "TraceMetadataRow",
     "TraceRow",
+    "TraceRunLinkRow",
     "TraceTagRow",
 ]

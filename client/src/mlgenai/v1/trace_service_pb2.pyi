@@ -545,3 +545,76 @@ class DeleteTracesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteTracesResponse: _TypeAlias = DeleteTracesResponse  # noqa: Y015
+
+@_typing.final
+class LinkTracesToRunRequest(_message.Message):
+    """Request of LinkTracesToRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class DatasetRecordIdsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    TRACE_IDS_FIELD_NUMBER: _builtins.int
+    DATASET_RECORD_IDS_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Required. The evaluation run."""
+    @_builtins.property
+    def trace_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Required. 1–100 distinct trace ids."""
+
+    @_builtins.property
+    def dataset_record_ids(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Optional. For some of the traces in trace_ids: the dataset record (`dr-` + 32 hex) the
+        trace evaluated.
+        """
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        trace_ids: _abc.Iterable[_builtins.str] | None = ...,
+        dataset_record_ids: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_record_ids", b"dataset_record_ids", "run_id", b"run_id", "trace_ids", b"trace_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkTracesToRunRequest: _TypeAlias = LinkTracesToRunRequest  # noqa: Y015
+
+@_typing.final
+class LinkTracesToRunResponse(_message.Message):
+    """Response of LinkTracesToRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkTracesToRunResponse: _TypeAlias = LinkTracesToRunResponse  # noqa: Y015

@@ -96,6 +96,11 @@ class TraceServiceStub:
                 request_serializer=mlgenai_dot_v1_dot_trace__service__pb2.DeleteTracesRequest.SerializeToString,
                 response_deserializer=mlgenai_dot_v1_dot_trace__service__pb2.DeleteTracesResponse.FromString,
                 _registered_method=True)
+        self.LinkTracesToRun = channel.unary_unary(
+                '/mlgenai.v1.TraceService/LinkTracesToRun',
+                request_serializer=mlgenai_dot_v1_dot_trace__service__pb2.LinkTracesToRunRequest.SerializeToString,
+                response_deserializer=mlgenai_dot_v1_dot_trace__service__pb2.LinkTracesToRunResponse.FromString,
+                _registered_method=True)
 
 
 class TraceServiceServicer:
@@ -209,6 +214,20 @@ class TraceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LinkTracesToRun(self, request, context):
+        """Links traces to an evaluation run (at most 100 per call), optionally naming the dataset
+        record each trace evaluated (CompareRuns pairs traces of two runs by record). Idempotent:
+        linking again keeps one link and replaces its record. The run's traces are the linked
+        ones plus those whose metadata `mlflow.sourceRun` names the run; SearchTraces' `run_id`
+        filter matches both. Traces of any experiment can be linked.
+        Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed or too many ids, a record for a trace
+        not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
+        metadata; nothing is linked), FAILED_PRECONDITION (RUN_DELETED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TraceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +280,11 @@ def add_TraceServiceServicer_to_server(servicer, server):
                     servicer.DeleteTraces,
                     request_deserializer=mlgenai_dot_v1_dot_trace__service__pb2.DeleteTracesRequest.FromString,
                     response_serializer=mlgenai_dot_v1_dot_trace__service__pb2.DeleteTracesResponse.SerializeToString,
+            ),
+            'LinkTracesToRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkTracesToRun,
+                    request_deserializer=mlgenai_dot_v1_dot_trace__service__pb2.LinkTracesToRunRequest.FromString,
+                    response_serializer=mlgenai_dot_v1_dot_trace__service__pb2.LinkTracesToRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -544,6 +568,33 @@ class TraceService:
             '/mlgenai.v1.TraceService/DeleteTraces',
             mlgenai_dot_v1_dot_trace__service__pb2.DeleteTracesRequest.SerializeToString,
             mlgenai_dot_v1_dot_trace__service__pb2.DeleteTracesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkTracesToRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgenai.v1.TraceService/LinkTracesToRun',
+            mlgenai_dot_v1_dot_trace__service__pb2.LinkTracesToRunRequest.SerializeToString,
+            mlgenai_dot_v1_dot_trace__service__pb2.LinkTracesToRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -102,6 +102,16 @@ class TraceServiceStub:
     Errors: INVALID_ARGUMENT (INVALID_FIELD: both or neither selector, bad limits), NOT_FOUND
     (EXPERIMENT_NOT_FOUND).
     """
+    LinkTracesToRun: _grpc.UnaryUnaryMultiCallable[_trace_service_pb2.LinkTracesToRunRequest, _trace_service_pb2.LinkTracesToRunResponse]
+    """Links traces to an evaluation run (at most 100 per call), optionally naming the dataset
+    record each trace evaluated (CompareRuns pairs traces of two runs by record). Idempotent:
+    linking again keeps one link and replaces its record. The run's traces are the linked
+    ones plus those whose metadata `mlflow.sourceRun` names the run; SearchTraces' `run_id`
+    filter matches both. Traces of any experiment can be linked.
+    Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed or too many ids, a record for a trace
+    not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
+    metadata; nothing is linked), FAILED_PRECONDITION (RUN_DELETED).
+    """
 
 @_typing.type_check_only
 class TraceServiceAsyncStub(TraceServiceStub):
@@ -175,6 +185,16 @@ class TraceServiceAsyncStub(TraceServiceStub):
     Idempotent: ids that do not exist are ignored.
     Errors: INVALID_ARGUMENT (INVALID_FIELD: both or neither selector, bad limits), NOT_FOUND
     (EXPERIMENT_NOT_FOUND).
+    """
+    LinkTracesToRun: _aio.UnaryUnaryMultiCallable[_trace_service_pb2.LinkTracesToRunRequest, _trace_service_pb2.LinkTracesToRunResponse]  # type: ignore[assignment]
+    """Links traces to an evaluation run (at most 100 per call), optionally naming the dataset
+    record each trace evaluated (CompareRuns pairs traces of two runs by record). Idempotent:
+    linking again keeps one link and replaces its record. The run's traces are the linked
+    ones plus those whose metadata `mlflow.sourceRun` names the run; SearchTraces' `run_id`
+    filter matches both. Traces of any experiment can be linked.
+    Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed or too many ids, a record for a trace
+    not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
+    metadata; nothing is linked), FAILED_PRECONDITION (RUN_DELETED).
     """
 
 class TraceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -306,6 +326,22 @@ class TraceServiceServicer(metaclass=_abc_1.ABCMeta):
         Idempotent: ids that do not exist are ignored.
         Errors: INVALID_ARGUMENT (INVALID_FIELD: both or neither selector, bad limits), NOT_FOUND
         (EXPERIMENT_NOT_FOUND).
+        """
+
+    @_abc_1.abstractmethod
+    def LinkTracesToRun(
+        self,
+        request: _trace_service_pb2.LinkTracesToRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trace_service_pb2.LinkTracesToRunResponse, _abc.Awaitable[_trace_service_pb2.LinkTracesToRunResponse]]:
+        """Links traces to an evaluation run (at most 100 per call), optionally naming the dataset
+        record each trace evaluated (CompareRuns pairs traces of two runs by record). Idempotent:
+        linking again keeps one link and replaces its record. The run's traces are the linked
+        ones plus those whose metadata `mlflow.sourceRun` names the run; SearchTraces' `run_id`
+        filter matches both. Traces of any experiment can be linked.
+        Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed or too many ids, a record for a trace
+        not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
+        metadata; nothing is linked), FAILED_PRECONDITION (RUN_DELETED).
         """
 
 def add_TraceServiceServicer_to_server(servicer: TraceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,13 @@
+"""QueryTraceMetrics (SPEC §9). To be written."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from store.uow import UnitOfWork
+
+
+class TraceMetricsReader:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
