@@ -20,9 +20,12 @@ from typing import Any
 
 import grpc
 
+from mlgenai.client._analytics import AnalyticsMixin
 from mlgenai.client._assessments import AssessmentsMixin, assessment
 from mlgenai.client._datasets import DatasetsMixin
 from mlgenai.client._experiments import ExperimentsMixin
+from mlgenai.client._models import LoggedModelsMixin
+from mlgenai.client._runs import RunsMixin
 from mlgenai.client._traces import TracesMixin, new_span_id, new_trace_id, span
 from mlgenai.client.channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RETRY, RetryPolicy, open_channel
 from mlgenai.client.convert import from_struct, from_value, to_dict, to_struct, to_value
@@ -41,9 +44,12 @@ from mlgenai.client.errors import (
     from_rpc_error,
 )
 from mlgenai.client.paging import iter_pages
+from mlgenai.v1.analytics_service_pb2_grpc import AnalyticsServiceStub
 from mlgenai.v1.assessment_service_pb2_grpc import AssessmentServiceStub
 from mlgenai.v1.evaluation_dataset_service_pb2_grpc import EvaluationDatasetServiceStub
+from mlgenai.v1.evaluation_run_service_pb2_grpc import EvaluationRunServiceStub
 from mlgenai.v1.experiment_service_pb2_grpc import ExperimentServiceStub
+from mlgenai.v1.logged_model_service_pb2_grpc import LoggedModelServiceStub
 from mlgenai.v1.trace_service_pb2_grpc import TraceServiceStub
 
 __all__ = [
@@ -75,7 +81,9 @@ __all__ = [
 ]
 
 
-class Client(ExperimentsMixin, TracesMixin, AssessmentsMixin, DatasetsMixin):
+class Client(
+    ExperimentsMixin, TracesMixin, AssessmentsMixin, DatasetsMixin, LoggedModelsMixin, RunsMixin, AnalyticsMixin
+):
     """Stubs for every mlgenai service over one channel, plus dict-level helpers."""
 
     def __init__(self, channel: grpc.Channel) -> None:
@@ -84,6 +92,9 @@ class Client(ExperimentsMixin, TracesMixin, AssessmentsMixin, DatasetsMixin):
         self.traces = TraceServiceStub(channel)
         self.assessments = AssessmentServiceStub(channel)
         self.datasets = EvaluationDatasetServiceStub(channel)
+        self.models = LoggedModelServiceStub(channel)
+        self.runs = EvaluationRunServiceStub(channel)
+        self.analytics = AnalyticsServiceStub(channel)
 
     def close(self) -> None:
         self.channel.close()

@@ -1,0 +1,7 @@
+"""Client helpers: to be written."""
+
+from __future__ import annotations
+
+
+class RunsMixin:
+    pass
