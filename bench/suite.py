@@ -14,6 +14,7 @@ import fnmatch
 import secrets
 from collections.abc import Sequence
 
+from bench.analytics_suite import analytics_workloads
 from bench.databases import SEED_PREFIX, SEED_TEAMS
 from bench.dataset_ops import dataset_workloads
 from bench.echo import METHOD as ECHO_METHOD
@@ -110,7 +111,8 @@ def workloads(get_target_id: str, channels_per_16: int = 1, traces: TraceContext
             )
             for c in (1, 16)
         ]
-    return out + trace_workloads(traces or TraceContext(), chans(16)) + dataset_workloads()
+    ctx = traces or TraceContext()
+    return out + trace_workloads(ctx, chans(16)) + analytics_workloads(ctx) + dataset_workloads()
 
 
 def _matches(w: Workload, pattern: str) -> bool:

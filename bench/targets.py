@@ -1,4 +1,4 @@
-"""The performance targets of issues 2, 3 and 4, checked against a run's results.
+"""The performance targets of issues 2, 3, 4 and 5, checked against a run's results.
 
 They are stated for one server process on PostgreSQL; the same checks are printed for SQLite
 for information. A target whose workload had errors is a MISS whatever its numbers.
@@ -173,6 +173,20 @@ TARGETS = (
         0.15,
         False,
         "×",
+    ),
+    # -- issue 5: run results, comparison, trace metrics (bench.analytics_suite) -----------------
+    *(
+        Target(f"{name}_{key[:3]}", text, (name,), _reads(name, f"{key}_ms"), limit, False, "ms")
+        for name, key, text, limit in (
+            ("run_results", "p50", "GetRunResults over 10,000 traces × 3 feedback names p50 ≤ 50 ms", 50.0),
+            ("compare_runs", "p50", "CompareRuns of two such runs p50 ≤ 150 ms (summary)", 150.0),
+            (
+                "trace_metrics_p95",
+                "p95",
+                "QueryTraceMetrics p95 latency per model per day, 100,000 traces ≤ 200 ms",
+                200.0,
+            ),
+        )
     ),
 )
 

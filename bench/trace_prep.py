@@ -5,7 +5,8 @@
 * ``search``: an experiment of ``search_traces`` traces seeded straight into the tables
   (``bench.trace_seed``), for SearchTraces;
 * ``get10k``: one trace of 10,000 spans, ingested through LogSpans (one call; timed);
-* ``assess``: 1,000 seeded traces that the assessment workloads judge.
+* ``assess``: 1,000 seeded traces that the assessment workloads judge;
+* ``analytics``: the ``search`` experiment plus models and two scored runs (``bench.analytics_prep``).
 
 Experiments are created through the API (CreateExperiment), like any client would.
 """
@@ -20,6 +21,7 @@ from dataclasses import replace
 
 import grpc
 
+from bench.analytics_prep import prepare_analytics
 from bench.databases import BenchDatabase
 from bench.ops import Unary
 from bench.trace_checks import call_once
@@ -56,12 +58,17 @@ def prepare(
             logspans_experiment=_experiment(target, f"bench-logspans-{run}"),
             otlp_experiment=_experiment(target, f"bench-otlp-{run}"),
         )
-    if "search" in needs:
+    if "search" in needs or "analytics" in needs:
         experiment = _experiment(target, f"bench-search-traces-{run}")
-        _, seconds = seed_traces(db.url, experiment, search_traces)
+        seeded, seconds = seed_traces(db.url, experiment, search_traces)
         ctx = replace(ctx, search_experiment=experiment)
         info.update(trace_seed_seconds=round(seconds, 2), seeded_traces=search_traces)
         log(f"seeded {search_traces:,} traces in {seconds:.1f} s")
+        if "analytics" in needs:
+            baseline, candidate, seconds = prepare_analytics(db.url, target, experiment, seeded)
+            ctx = replace(ctx, baseline_run=baseline, candidate_run=candidate)
+            info["analytics_prep_seconds"] = round(seconds, 2)
+            log(f"two scored runs and five models in {seconds:.1f} s")
     if "get10k" in needs:
         batches = big_trace_batch(ctx, _experiment(target, f"bench-get-trace-{run}"))
         started = time.perf_counter()

@@ -48,6 +48,8 @@ class TraceContext:
     search_experiment: str = "0"
     big_trace_id: str = PLACEHOLDER_TRACE
     assess_trace_ids: tuple[str, ...] = (PLACEHOLDER_TRACE,)
+    baseline_run: str = "0" * 32  # the analytics runs (bench.analytics_prep)
+    candidate_run: str = "1" * 32
 
 
 def ingest_batches(ctx: TraceContext, otlp: bool) -> SpanBatches:

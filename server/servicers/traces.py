@@ -8,6 +8,8 @@ import grpc
 
 from mlgenai.v1 import trace_pb2, trace_service_pb2 as pb, trace_service_pb2_grpc
 from server.convert.common import now_ms
+from server.convert.datasets import RECORD_ID
+from server.convert.runs import check_run_id
 from server.convert.spans import check_trace_id, to_record
 from server.convert.traces import STATES, info_to_proto, trace_bytes
 from server.preserialized import repeated
@@ -207,3 +209,25 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
             lambda uow: uow.trace_mutations.delete(request.experiment_id, list(request.trace_ids), before, cap)
         )
         return pb.DeleteTracesResponse(deleted_count=count)
+
+    def LinkTracesToRun(self, request: pb.LinkTracesToRunRequest, context: Ctx) -> pb.LinkTracesToRunResponse:
+        checks = Violations()
+        check_run_id(checks, "run_id", request.run_id)
+        if not 0 < len(request.trace_ids) <= limits.LINK_TRACES_MAX:
+            checks.add("trace_ids", f"1 to {limits.LINK_TRACES_MAX} trace ids (got {len(request.trace_ids)})")
+        seen: set[str] = set()
+        for i, trace_id in enumerate(request.trace_ids[: limits.LINK_TRACES_MAX]):
+            check_trace_id(checks, f"trace_ids[{i}]", trace_id)
+            if trace_id in seen:
+                checks.add(f"trace_ids[{i}]", f"{trace_id[:50]!r} is given more than once")
+            seen.add(trace_id)
+        for trace_id, record_id in request.dataset_record_ids.items():
+            at = f"dataset_record_ids[{trace_id[:50]}]"
+            if trace_id not in seen:
+                checks.add(at, "the trace is not in trace_ids")
+            if not RECORD_ID.fullmatch(record_id):
+                checks.add(at, f"{record_id[:50]!r} is not a dataset record id ('dr-' + 32 hex)")
+        checks.raise_if_any()
+        links = {t: request.dataset_record_ids.get(t) for t in request.trace_ids}
+        self.db.write(lambda uow: uow.runs.link_traces(request.run_id, links, now_ms()))
+        return pb.LinkTracesToRunResponse()

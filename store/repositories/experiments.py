@@ -203,9 +203,14 @@ class ExperimentRepository:
         return self.get(experiment_id)
 
     def set_lifecycle_stage(self, experiment_id: str, stage: str, now_ms: int) -> Experiment:
-        """Soft delete (``deleted``) or undelete (``active``); setting the current stage is a no-op."""
+        """Soft delete (``deleted``) or undelete (``active``); setting the current stage is a no-op.
+
+        The experiment's runs follow: deleting it deletes its active runs (marked as deleted
+        with the experiment), undeleting it restores exactly those (``RunRepository``).
+        """
         key = parse_experiment_id(experiment_id)
-        self._conn.execute(_SET_STAGE, {"b_id": key, "b_stage": stage, "b_now": now_ms})
+        if self._conn.execute(_SET_STAGE, {"b_id": key, "b_stage": stage, "b_now": now_ms}).rowcount:
+            self._uow.runs.follow_experiment(key, stage, now_ms)
         return self.get(experiment_id)
 
     def set_tag(self, experiment_id: str, key: str, value: str, now_ms: int) -> None:

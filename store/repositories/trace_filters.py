@@ -10,7 +10,9 @@ the rest are EXISTS probes into a trace's spans or valid assessments:
   matching value — strings compare with strings, booleans with booleans, numbers with numbers;
   `<`, `<=`, `>`, `>=` match true numbers only (a boolean or "yes" never satisfies `> 0.5`);
   `IS NOT NULL` / `IS NULL`: such an assessment exists / does not;
-* `trace.text`: LIKE / ILIKE over some span's inputs and outputs (as JSON text).
+* `trace.text`: LIKE / ILIKE over some span's inputs and outputs (as JSON text);
+* `run_id`: the run named by metadata `mlflow.sourceRun` or a run the trace is linked to
+  (LinkTracesToRun) matches; `IS NULL`: neither.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from store.orm.base import table
+from store.orm.runs import TraceRunLinkRow
 from store.orm.traces import AssessmentRow, SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
-from store.query.filter_sql import CustomKey, Field, FilterSpec, Kind, MapField, compare, refuse
+from store.query.filter_sql import DEFAULT_OPS, CustomKey, Field, FilterSpec, Kind, MapField, compare, refuse
 from store.query.filters import BINARY_OPS, IN_OPS, NULL_OPS, Comparison, filter_error
 from store.query.keyset import OrderKey, OrderSpec
 
@@ -33,6 +36,7 @@ TT = table(TraceTagRow)
 TM = table(TraceMetadataRow)
 S = table(SpanRow)
 A = table(AssessmentRow)
+TRL = table(TraceRunLinkRow)
 
 _STATES = ("OK", "ERROR", "IN_PROGRESS")
 _SPAN_STATUSES = ("UNSET", "OK", "ERROR")
@@ -143,6 +147,23 @@ def _text_key(_key: str, cmp: Comparison) -> ColumnElement[bool]:
     return sa.not_(found) if negate else found
 
 
+def _run_key(_key: str, cmp: Comparison) -> ColumnElement[bool]:
+    """The trace's runs: the one its metadata ``mlflow.sourceRun`` names (``traces.run_id``)
+    and those it is linked to (``trace_run_links``). A comparison matches when one of them
+    does (``run_id != 'x'``: the trace has a run other than x); ``IS NULL``: it has neither.
+    The links are probed by an uncorrelated ``trace_id IN (SELECT … WHERE run_id …)``, which
+    seeks the links' primary key (run_id, trace_id) for ``=`` and ``IN``."""
+    if cmp.op in NULL_OPS:
+        linked = sa.exists().where(TRL.c.trace_id == TR.c.trace_id)
+        if cmp.op == "IS NULL":
+            return sa.and_(TR.c.run_id.is_(None), sa.not_(linked))
+        return sa.or_(TR.c.run_id.is_not(None), linked)
+    ops = DEFAULT_OPS[Kind.STRING]
+    own = compare(TR.c.run_id, cmp, nullable=True, ops=ops)
+    linked_ids = sa.select(TRL.c.trace_id).where(compare(TRL.c.run_id, cmp, ops=ops))
+    return sa.or_(own, TR.c.trace_id.in_(linked_ids))
+
+
 FILTERS = FilterSpec(
     fields=(
         Field(_names("status", "state"), TR.c.state, coerce=_one_of(_STATES, "trace.status")),
@@ -151,7 +172,6 @@ FILTERS = FilterSpec(
         Field(_names("name"), TR.c.name, nullable=True),
         Field(_names("client_request_id"), TR.c.client_request_id, nullable=True),
         Field(_names("trace_id", "request_id"), TR.c.trace_id),
-        Field(_names("run_id"), TR.c.run_id, nullable=True),
         Field(_names("model_id"), TR.c.model_id, nullable=True),
         Field(_names("session_id"), TR.c.session_id, nullable=True),
         Field(_names("user_id"), TR.c.user_id, nullable=True),
@@ -165,6 +185,7 @@ FILTERS = FilterSpec(
         CustomKey(_assessment_key("feedback"), prefixes=("feedback",), doc="feedback.<name>"),
         CustomKey(_assessment_key("expectation"), prefixes=("expectation",), doc="expectation.<name>"),
         CustomKey(_text_key, names=("trace.text",), doc="trace.text"),
+        CustomKey(_run_key, names=_names("run_id"), doc="run_id"),
     ),
 )
 

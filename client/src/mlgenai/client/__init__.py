@@ -23,6 +23,7 @@ import grpc
 from mlgenai.client._analytics import AnalyticsMixin
 from mlgenai.client._assessments import AssessmentsMixin, assessment
 from mlgenai.client._datasets import DatasetsMixin
+from mlgenai.client._evaluation import Evaluation, EvaluationMixin, format_comparison
 from mlgenai.client._experiments import ExperimentsMixin
 from mlgenai.client._models import LoggedModelsMixin
 from mlgenai.client._runs import RunsMixin
@@ -57,6 +58,7 @@ __all__ = [
     "AlreadyExistsError",
     "Client",
     "DeadlineExceededError",
+    "Evaluation",
     "FailedPreconditionError",
     "FieldViolation",
     "InternalError",
@@ -68,6 +70,7 @@ __all__ = [
     "UnavailableError",
     "assessment",
     "connect",
+    "format_comparison",
     "from_rpc_error",
     "from_struct",
     "from_value",
@@ -82,7 +85,14 @@ __all__ = [
 
 
 class Client(
-    ExperimentsMixin, TracesMixin, AssessmentsMixin, DatasetsMixin, LoggedModelsMixin, RunsMixin, AnalyticsMixin
+    ExperimentsMixin,
+    TracesMixin,
+    AssessmentsMixin,
+    DatasetsMixin,
+    LoggedModelsMixin,
+    RunsMixin,
+    AnalyticsMixin,
+    EvaluationMixin,
 ):
     """Stubs for every mlgenai service over one channel, plus dict-level helpers."""
 

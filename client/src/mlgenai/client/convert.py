@@ -124,7 +124,7 @@ def to_dict(msg: Message) -> dict[str, Any]:
             out[field.name] = {k: _scalar(vfield, v) for k, v in value.items()}
         elif field.is_repeated:
             out[field.name] = [_scalar(field, v) for v in value]
-        elif field.type == FieldDescriptor.TYPE_MESSAGE and not msg.HasField(field.name):
+        elif field.has_presence and not msg.HasField(field.name):  # messages, oneofs, `optional`
             out[field.name] = None
         else:
             out[field.name] = _scalar(field, value)
