@@ -94,7 +94,7 @@ def ratios_text(ratios: Sequence[Record]) -> str:
 
 
 def targets_text(verdicts: Sequence[Record]) -> str:
-    lines = ["Targets (issues 2, 3 and 4; binding on PostgreSQL, one server process):"]
+    lines = ["Targets (issues 2–5; binding on PostgreSQL, one server process):"]
     for v in sorted(verdicts, key=lambda v: (not v["binding"], v["backend"])):
         scope = "" if v["binding"] else "  (info)"
         errors = f", {v['errors']} errors" if v["errors"] else ""

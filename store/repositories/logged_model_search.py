@@ -11,10 +11,10 @@ step, then the latest time (then dataset id, run id, to be deterministic).
 
 Ordering by ``metrics.<k>``: the keyset code (``store/query/keyset.py``) requires order
 columns that are never NULL, and a model may lack the metric (or hold NaN, stored as NULL).
-So one ``metrics.<k>`` item becomes two never-NULL sort terms in the same direction:
-``group`` (0: a number, ±infinity included; 1: NaN; 2: no such metric) and
-``coalesce(value, 0)``. Ascending puts numbers first, then NaN, then models without the
-metric; descending the reverse, as the contract says. (The value term's internal name holds
+So one ``metrics.<k>`` item becomes two never-NULL sort terms: ``group`` (0: a number,
+±infinity included; 1: NaN; 2: no such metric), always ascending, then ``coalesce(value, 0)``
+in the requested direction. Numbers come first in either direction, then NaN, then models
+without the metric (as SearchRuns orders runs). (The value term's internal name holds
 a NUL, which metric names cannot, so it never collides with a key a caller writes.)
 ``OrderSpec`` resolves fixed names only, so this module resolves ``order_by`` itself (fixed
 keys still through ``parse_order_by``) and runs the page with the same pieces as
@@ -201,7 +201,7 @@ def _metric_terms(item: str) -> list[OrderTerm] | None:
     group = sa.case((sa.not_(_has_metric(name)), 2), (value.is_(None), 1), else_=0)
     descending = direction == "DESC"
     key = f"metrics.{name}"
-    return [OrderTerm(key, group, descending), OrderTerm(f"{key}\x00value", sa.func.coalesce(value, 0.0), descending)]
+    return [OrderTerm(key, group), OrderTerm(f"{key}\x00value", sa.func.coalesce(value, 0.0), descending)]
 
 
 def order_terms(items: Sequence[str]) -> list[OrderTerm]:

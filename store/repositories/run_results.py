@@ -153,11 +153,11 @@ class RunResultsReader:
         binding = binding_of("CompareRuns", baseline, *candidates, "|", *sorted(set(names)))
         codec = self._uow.db.page_tokens
         after = codec.decode(page_token, binding) if page_token else None
-        keyed = _keyed(baseline, candidates, names).cte("keyed")
+        paired = _paired(baseline, candidates, names, self._uow.dialect)
         summaries: dict[str, list[AssessmentComparison]] = {}
         if after is None:
-            summaries = self._summaries(keyed, baseline, candidates)
-        stmt = _changes(keyed, baseline, candidates, after, page_size)
+            summaries = _summaries(self._uow.conn.execute(_summary_of(paired)).all(), baseline, candidates)
+        stmt = _changes(paired, baseline, candidates, after, page_size, self._uow.dialect)
         rows = self._uow.conn.execute(stmt).all()
         token = ""
         if len(rows) > page_size:
@@ -165,59 +165,42 @@ class RunResultsReader:
             last = rows[-1]
             token = codec.encode([int(last.position), last.name, last.pair_key], binding)
         changed = [
-            ChangedPair(r.run_id, r.name, r.pair_key, r.b_trace, r.c_trace, float(r.b_value), float(r.c_value))
+            ChangedPair(r.run_id, r.name, r.pair_key, r.b_trace, r.trace_id, float(r.b_value), float(r.value))
             for r in rows
         ]
         return Comparison(summaries, changed, token)
 
-    def _summaries(self, keyed: Any, baseline: str, candidates: Sequence[str]) -> dict[str, list[AssessmentComparison]]:
-        b = keyed.alias("b")
-        c = keyed.alias("c")
-        diff = c.c.value - b.c.value
-        paired = (
-            sa.select(
-                c.c.run_id,
-                c.c.name,
-                sa.func.count().label("n"),
-                sa.func.avg(b.c.value).label("b_mean"),
-                sa.func.avg(c.c.value).label("c_mean"),
-                sa.func.avg(diff).label("d_mean"),
-                sa.func.sum(sa.case((diff > 0, 1), else_=0)).label("wins"),
-                sa.func.sum(sa.case((diff < 0, 1), else_=0)).label("losses"),
-                sa.func.sum(sa.case((diff == 0, 1), else_=0)).label("ties"),
-            )
-            .select_from(b.join(c, sa.and_(b.c.name == c.c.name, b.c.pair_key == c.c.pair_key)))
-            .where(b.c.run_id == baseline, c.c.run_id != baseline)
-            .group_by(c.c.run_id, c.c.name)
-        )
-        sizes = sa.select(keyed.c.run_id, keyed.c.name, sa.func.count().label("n")).group_by(
-            keyed.c.run_id, keyed.c.name
-        )
-        pairs = {(r.run_id, r.name): r for r in self._uow.conn.execute(paired)}
-        counts = {(r.run_id, r.name): int(r.n) for r in self._uow.conn.execute(sizes)}
-        out: dict[str, list[AssessmentComparison]] = {}
-        for candidate in candidates:
-            names = sorted({n for (run, n) in counts if run in (baseline, candidate)})
-            items = []
-            for name in names:
-                row = pairs.get((candidate, name))
-                n = int(row.n) if row is not None else 0
-                items.append(
-                    AssessmentComparison(
-                        name=name,
-                        paired_count=n,
-                        baseline_mean=_f(row.b_mean) if row is not None else None,
-                        candidate_mean=_f(row.c_mean) if row is not None else None,
-                        mean_difference=_f(row.d_mean) if row is not None else None,
-                        wins=int(row.wins) if row is not None else 0,
-                        losses=int(row.losses) if row is not None else 0,
-                        ties=int(row.ties) if row is not None else 0,
-                        baseline_only=counts.get((baseline, name), 0) - n,
-                        candidate_only=counts.get((candidate, name), 0) - n,
-                    )
+
+def _summaries(rows: Sequence[Any], baseline: str, candidates: Sequence[str]) -> dict[str, list[AssessmentComparison]]:
+    """Per candidate and name, from the per-(run, name) aggregates of ``_summary_of``."""
+    by_run: dict[str, dict[str, Any]] = {}
+    for aggregate in rows:
+        by_run.setdefault(aggregate.run_id, {})[aggregate.name] = aggregate
+    base = by_run.get(baseline, {})
+    out: dict[str, list[AssessmentComparison]] = {}
+    for candidate in candidates:
+        mine = by_run.get(candidate, {})
+        items = []
+        for name in sorted(set(base) | set(mine)):
+            row: Any = mine.get(name)
+            n = int(row.paired) if row is not None else 0
+            paired = row if n else None
+            items.append(
+                AssessmentComparison(
+                    name=name,
+                    paired_count=n,
+                    baseline_mean=_f(paired.b_mean) if paired else None,
+                    candidate_mean=_f(paired.c_mean) if paired else None,
+                    mean_difference=_f(paired.d_mean) if paired else None,
+                    wins=int(paired.wins) if paired else 0,
+                    losses=int(paired.losses) if paired else 0,
+                    ties=int(paired.ties) if paired else 0,
+                    baseline_only=(int(base[name].keys) if name in base else 0) - n,
+                    candidate_only=(int(row.keys) if row is not None else 0) - n,
                 )
-            out[candidate] = items
-        return out
+            )
+        out[candidate] = items
+    return out
 
 
 def _f(value: Any) -> float | None:
@@ -268,9 +251,10 @@ def _summary(percentiles: bool) -> sa.Select[Any]:
 
 _summary_pg = _summary(percentiles=True)
 _summary_sqlite = _summary(percentiles=False)
-_trace_count = sa.select(sa.func.count(sa.distinct(A.c.trace_id)).label("n")).where(
-    A.c.run_id == _P("b_run"), *_FEEDBACK
-)
+# count(*) over a GROUP BY (hashed) rather than count(DISTINCT …), which sorts: 50 ms → 15 ms
+# for 30,000 assessments on PostgreSQL.
+_traces = sa.select(A.c.trace_id).where(A.c.run_id == _P("b_run"), *_FEEDBACK).group_by(A.c.trace_id).subquery("d")
+_trace_count = sa.select(sa.func.count().label("n")).select_from(_traces)
 
 
 def _percentiles_statement() -> sa.Select[Any]:
@@ -308,68 +292,97 @@ _percentiles_sqlite = _percentiles_statement()
 # -- CompareRuns statements ------------------------------------------------------------------
 
 
-def _keyed(baseline: str, candidates: Sequence[str], names: Sequence[str]) -> sa.Select[Any]:
-    """(run_id, name, pair_key, value, trace_id) for the runs compared: one row per key."""
-    runs = [baseline, *candidates]
+def _text(column: Any, dialect: str) -> Any:
+    """Compare and sort text by code point on PostgreSQL too (collation "C"), as SQLite does:
+    the same order on both backends, and cheaper sorts than a linguistic collation."""
+    return column.collate("C") if dialect == "postgresql" else column
+
+
+def _paired(baseline: str, candidates: Sequence[str], names: Sequence[str], dialect: str) -> Any:
+    """One row per (run, name, pair key) of the runs compared, with the value and trace of the
+    baseline for the same (name, pair key) next to it (NULL when the baseline has none). The
+    value is the mean of the run's valid, non-error numeric feedback of that name on the traces
+    with that key (usually one trace; the smallest trace id is reported).
+
+    The baseline's value reaches the candidates' rows through a window over (name, pair key):
+    one sort of the keyed rows instead of a self-join."""
     v = numeric_view(A)
-    conditions = [A.c.run_id.in_(runs), *_FEEDBACK, A.c.error.is_(None), v.is_not(None)]
+    conditions = [A.c.run_id.in_([baseline, *candidates]), *_FEEDBACK, A.c.error.is_(None), v.is_not(None)]
     if names:
         conditions.append(A.c.name.in_(list(names)))
-    per_trace = (
+    # The record given at link time, else the request id tag (looked up only when needed).
+    request_id = (
+        sa.select(TT.c.value).where(TT.c.trace_id == A.c.trace_id, TT.c.key == REQUEST_ID_TAG).scalar_subquery()
+    )
+    pair_key = _text(sa.func.coalesce(L.c.dataset_record_id, request_id), dialect)
+    name, run = _text(A.c.name, dialect), _text(A.c.run_id, dialect)
+    keyed = (
         sa.select(
-            A.c.run_id,
-            A.c.name,
-            A.c.trace_id,
+            run.label("run_id"),
+            name.label("name"),
+            pair_key.label("pair_key"),
             sa.func.avg(v).label("value"),
+            sa.func.min(A.c.trace_id).label("trace_id"),
         )
+        .select_from(A.outerjoin(L, sa.and_(L.c.run_id == A.c.run_id, L.c.trace_id == A.c.trace_id)))
         .where(*conditions)
-        .group_by(A.c.run_id, A.c.name, A.c.trace_id)
-        .subquery("t")
+        .group_by(run, name, pair_key)
+        .subquery("g")
     )
-    key = sa.func.coalesce(
-        sa.select(L.c.dataset_record_id)
-        .where(L.c.run_id == per_trace.c.run_id, L.c.trace_id == per_trace.c.trace_id)
-        .scalar_subquery(),
-        sa.select(TT.c.value)
-        .where(TT.c.trace_id == per_trace.c.trace_id, TT.c.key == REQUEST_ID_TAG)
-        .scalar_subquery(),
-    )
-    with_key = sa.select(
-        per_trace.c.run_id, per_trace.c.name, per_trace.c.trace_id, per_trace.c.value, key.label("pair_key")
-    ).subquery("k")
-    return (
-        sa.select(
-            with_key.c.run_id,
-            with_key.c.name,
-            with_key.c.pair_key,
-            sa.func.avg(with_key.c.value).label("value"),
-            sa.func.min(with_key.c.trace_id).label("trace_id"),
-        )
-        .where(with_key.c.pair_key.is_not(None))
-        .group_by(with_key.c.run_id, with_key.c.name, with_key.c.pair_key)
-    )
+    keyed = sa.select(keyed).where(keyed.c.pair_key.is_not(None)).subquery("k")
+    window = (keyed.c.name, keyed.c.pair_key)
+    is_base = keyed.c.run_id == baseline
+    return sa.select(
+        keyed.c.run_id,
+        keyed.c.name,
+        keyed.c.pair_key,
+        keyed.c.value,
+        keyed.c.trace_id,
+        sa.func.max(sa.case((is_base, keyed.c.value))).over(partition_by=window).label("b_value"),
+        sa.func.max(sa.case((is_base, keyed.c.trace_id))).over(partition_by=window).label("b_trace"),
+    ).subquery("p")
+
+
+def _summary_of(paired: Any) -> sa.Select[Any]:
+    """Per (run, name): keys, paired keys and the paired aggregates (the baseline's own row
+    counts its keys only)."""
+    both = paired.c.b_value.is_not(None)
+    diff = paired.c.value - paired.c.b_value
+    return sa.select(
+        paired.c.run_id,
+        paired.c.name,
+        sa.func.count().label("keys"),
+        sa.func.count(paired.c.b_value).label("paired"),
+        sa.func.avg(paired.c.b_value).label("b_mean"),
+        sa.func.avg(sa.case((both, paired.c.value))).label("c_mean"),
+        sa.func.avg(diff).label("d_mean"),
+        sa.func.sum(sa.case((diff > 0, 1), else_=0)).label("wins"),
+        sa.func.sum(sa.case((diff < 0, 1), else_=0)).label("losses"),
+        sa.func.sum(sa.case((diff == 0, 1), else_=0)).label("ties"),
+    ).group_by(paired.c.run_id, paired.c.name)
 
 
 def _changes(
-    keyed: Any, baseline: str, candidates: Sequence[str], after: list[Any] | None, page_size: int
+    paired: Any, baseline: str, candidates: Sequence[str], after: list[Any] | None, page_size: int, dialect: str
 ) -> sa.Select[Any]:
-    b = keyed.alias("b")
-    c = keyed.alias("c")
-    position = sa.case({run: i for i, run in enumerate(candidates)}, value=c.c.run_id)
-    stmt = (
-        sa.select(
-            c.c.run_id,
-            position.label("position"),
-            c.c.name,
-            c.c.pair_key,
-            b.c.trace_id.label("b_trace"),
-            c.c.trace_id.label("c_trace"),
-            b.c.value.label("b_value"),
-            c.c.value.label("c_value"),
-        )
-        .select_from(b.join(c, sa.and_(b.c.name == c.c.name, b.c.pair_key == c.c.pair_key)))
-        .where(b.c.run_id == baseline, c.c.run_id.in_(list(candidates)), b.c.value != c.c.value)
-    )
+    position = sa.case({run: i for i, run in enumerate(candidates)}, value=paired.c.run_id)
+    name, key = paired.c.name, paired.c.pair_key
+    stmt = sa.select(
+        paired.c.run_id,
+        position.label("position"),
+        name,
+        key,
+        paired.c.trace_id,
+        paired.c.value,
+        paired.c.b_trace,
+        paired.c.b_value,
+    ).where(paired.c.run_id != baseline, paired.c.b_value.is_not(None), paired.c.value != paired.c.b_value)
     if after is not None:
-        stmt = stmt.where(sa.tuple_(position, c.c.name, c.c.pair_key) > sa.tuple_(*after))
-    return stmt.order_by(position, c.c.name, c.c.pair_key).limit(page_size + 1)
+        last_position, last_name, last_key = after
+        stmt = stmt.where(
+            sa.tuple_(position, name, key)
+            > sa.tuple_(
+                sa.literal(last_position), _text(sa.literal(last_name), dialect), _text(sa.literal(last_key), dialect)
+            )
+        )
+    return stmt.order_by(position, name, key).limit(page_size + 1)

@@ -152,9 +152,9 @@ ORDERS = [
     (("version", "name desc"), [6, 4, 1, 7, 5, 2, 3]),
     # numbers ascending (-inf first), then NaN (3), then no metric (6); 4 and 7 tie: model_id ASC
     (("metrics.acc",), [5, 2, "4|7", 1, 3, 6]),
-    (("metrics.acc DESC",), [6, 3, 1, "4|7", 2, 5]),
-    # descending: models without the metric first (by name, then model id), 4 last
-    (("metrics.loss DESC", "name"), ["1|2|3", 5, "6|7", 4]),
+    # descending: numbers descending, then NaN, then no metric (NaN and missing last either way)
+    (("metrics.acc DESC",), [1, "4|7", 2, 5, 3, 6]),
+    (("metrics.loss DESC", "name"), [4, "1|2|3", 5, "6|7"]),
     (("metrics.`acc` ASC", "create_time DESC"), [5, 2, 7, 4, 1, 3, 6]),
 ]
 
@@ -190,7 +190,7 @@ def test_pages_with_a_filter_and_metric_order(client: Client, corpus: Corpus) ->
             break
         request.page_token = response.next_page_token
     assert [len(p) for p in pages] == [2, 2, 2]
-    assert [n for page in pages for n in page] == _expand(corpus, [3, 1, "4|7", 2, 5])
+    assert [n for page in pages for n in page] == _expand(corpus, [1, "4|7", 2, 5, 3])
 
 
 def test_paging_while_models_are_created(client: Client, corpus: Corpus) -> None:

@@ -184,16 +184,14 @@ def test_run_results_of_a_run_without_assessments(client: Client) -> None:
 
 
 def pair_values(world: World, run: str) -> dict[tuple[str, str], tuple[float, str]]:
-    """(name, pair key) -> (mean value, smallest trace id) for one run, as CompareRuns defines."""
-    per_trace: dict[tuple[str, str], list[float]] = defaultdict(list)
+    """(name, pair key) -> (mean value, smallest trace id) for one run, as CompareRuns defines:
+    the mean of the run's valid, non-error numeric feedback of that name on the key's traces."""
+    keyed: dict[tuple[str, str], list[tuple[float, str]]] = defaultdict(list)
     for f in world.feedback:
         if f.run_id == run and f.valid and not f.error and (v := numeric(f.value)) is not None:
-            per_trace[(f.trace_id, f.name)].append(v)
-    keyed: dict[tuple[str, str], list[tuple[float, str]]] = defaultdict(list)
-    for (trace_id, name), values in per_trace.items():
-        key = world.records.get((run, trace_id)) or world.request_ids.get(trace_id)
-        if key:
-            keyed[(name, key)].append((sum(values) / len(values), trace_id))
+            key = world.records.get((run, f.trace_id)) or world.request_ids.get(f.trace_id)
+            if key:
+                keyed[(f.name, key)].append((v, f.trace_id))
     return {k: (sum(v for v, _ in vs) / len(vs), min(t for _, t in vs)) for k, vs in keyed.items()}
 
 

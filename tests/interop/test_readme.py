@@ -12,7 +12,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
 def test_the_readme_has_examples() -> None:
-    assert len(BLOCKS) >= 4
+    assert len(BLOCKS) >= 6
 
 
 def test_the_python_examples_run_in_order(target: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -23,6 +23,8 @@ def test_the_python_examples_run_in_order(target: str, capsys: pytest.CaptureFix
     assert "StatusCode.NOT_FOUND EXPERIMENT_NOT_FOUND" in printed
     assert "1 1\n" in printed
     assert "{'question': 'Where is my order?'} {'answer': 'Track it at /orders'}" in printed
+    assert "\n1.0\n" in printed  # the pass rate of version 2
+    assert "candidate  assessment" in printed and "{'model_id': 'm-" in printed
 
 
 def test_the_client_readme_trace_example_runs(target: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,6 +42,7 @@ LINKS_PER_CALL = 100
 ASSESSMENTS_PER_CALL = 1000
 SPANS_PER_CALL = 1000
 REQUEST_ID_TAG = "mlflow.eval.requestId"
+MODEL_ID_METADATA = "mlflow.modelId"
 
 
 class Evaluation:
@@ -70,6 +71,7 @@ class Evaluation:
         trace_id: str = "",
     ) -> str:
         """Record one evaluated row as a one-span trace with its scores; returns the trace id.
+        The trace carries the run's model (metadata ``mlflow.modelId``) when the run has one.
 
         ``record_id`` (a dataset record) or ``request_id`` (tag ``mlflow.eval.requestId``)
         lets CompareRuns pair this row with the same row of another run.
@@ -78,14 +80,13 @@ class Evaluation:
         now = time.time_ns()
         root = span(trace_id, name, span_type="CHAIN", start_time_unix_nano=now, inputs=inputs, outputs=outputs)
         self._spans.append(span_to_proto(root))
-        if request_id:
-            self._client.traces.StartTrace(
-                tpb.StartTraceRequest(
-                    trace_info=trace_pb2.TraceInfo(
-                        trace_id=trace_id, experiment_id=self.experiment_id, tags={REQUEST_ID_TAG: request_id}
-                    )
-                )
-            )
+        if request_id or self.run.model_id:  # what only StartTrace can set: tags, metadata
+            info = trace_pb2.TraceInfo(trace_id=trace_id, experiment_id=self.experiment_id)
+            if request_id:
+                info.tags[REQUEST_ID_TAG] = request_id
+            if self.run.model_id:
+                info.trace_metadata[MODEL_ID_METADATA] = self.run.model_id
+            self._client.traces.StartTrace(tpb.StartTraceRequest(trace_info=info))
         self.link(trace_id, record_id=record_id)
         for key, value in (feedback or {}).items():
             self.log_feedback(trace_id, key, value, span_id=root["span_id"])

@@ -166,7 +166,9 @@ class QueryTraceMetricsRequest(_message.Message):
     filter: _builtins.str
     """Optional. A SearchTraces filter restricting the traces whose rows are aggregated."""
     max_data_points: _builtins.int
-    """Maximum data points returned (default 1,000, at most 10,000)."""
+    """Maximum data points returned (default 1,000; larger than 10,000 is clamped; negative is
+    INVALID_ARGUMENT).
+    """
     @_builtins.property
     def experiment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Required. 1–100 experiment ids."""
@@ -175,6 +177,8 @@ class QueryTraceMetricsRequest(_message.Message):
     def aggregations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Aggregation]:
         """Required. 1–10 aggregations allowed for the metric: COUNT for `*_count`; COUNT, SUM,
         AVG, MIN, MAX, PERCENTILE for the others (no SUM of `latency` or `assessment_value`).
+        Rows without a value (a trace still running, a span not ended, an assessment value with
+        no numeric view) are left out of value metrics; `*_count` metrics count every row.
         """
 
     @_builtins.property
@@ -507,7 +511,8 @@ Global___CompareRunsRequest: _TypeAlias = CompareRunsRequest  # noqa: Y015
 @_typing.final
 class AssessmentComparison(_message.Message):
     """How one candidate compares with the baseline on one assessment name. A run's value for a
-    pair is the mean of its valid, non-error feedback of that name on the paired trace.
+    pair key is the mean of its valid, non-error numeric feedback of that name on its traces
+    with that key (usually one trace).
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -198,7 +198,7 @@ class EvaluationRun(_message.Message):
     """Output only. ACTIVE, or DELETED after DeleteRun or the deletion of its experiment."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """When the run started (server clock at creation unless given)."""
+        """Output only. When the run started (server clock at creation)."""
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:

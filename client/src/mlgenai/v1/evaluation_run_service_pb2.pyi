@@ -242,7 +242,9 @@ class SearchRunsRequest(_message.Message):
     @_builtins.property
     def order_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Items `"<key> [ASC|DESC]"` over `name`, `start_time`, `end_time`, `run_id`,
-        `metrics.<k>`. Default `start_time DESC`; `run_id ASC` is the tie-breaker.
+        `metrics.<k>`. Runs not ended yet (by `end_time`) and runs without the metric or with a
+        NaN value (by `metrics.<k>`) come last in either direction. Default `start_time DESC`;
+        `run_id ASC` is the tie-breaker.
         """
 
     def __init__(

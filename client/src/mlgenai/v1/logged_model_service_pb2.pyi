@@ -166,8 +166,9 @@ class SearchLoggedModelsRequest(_message.Message):
     @_builtins.property
     def order_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Items `"<key> [ASC|DESC]"` over `name`, `version`, `create_time`, `update_time`,
-        `model_id`, `metrics.<k>` (models without the metric last in ascending order, first in
-        descending). Default `create_time DESC`; `model_id ASC` is the tie-breaker.
+        `model_id`, `metrics.<k>` (in either direction, models whose latest value is NaN come after
+        the numbers, and models without the metric last). Default `create_time DESC`; `model_id
+        ASC` is the tie-breaker. An empty `model_type` or `source_run_id` matches `IS NULL`.
         """
 
     def __init__(

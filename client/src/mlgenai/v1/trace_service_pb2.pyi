@@ -326,7 +326,8 @@ class SearchTracesRequest(_message.Message):
       `trace.timestamp_ms` / `request_time` (epoch ms or RFC 3339);
       `trace.execution_time_ms` (ms);
       `trace.name`, `trace.client_request_id`, `trace.trace_id`;
-      `run_id`, `model_id`, `session_id`, `user_id`;
+      `run_id` (the run named by metadata `mlflow.sourceRun` or a run the trace is linked to;
+        IS NULL: neither), `model_id`, `session_id`, `user_id`;
       `tags.<k>`, `metadata.<k>` (IS NULL / IS NOT NULL for absent / present);
       `span.name`, `span.type`, `span.status` (a span of the trace matches);
       `span.attributes.<k>` (string value of an attribute of a span);

@@ -219,9 +219,10 @@ class TraceServiceServicer:
         record each trace evaluated (CompareRuns pairs traces of two runs by record). Idempotent:
         linking again keeps one link and replaces its record. The run's traces are the linked
         ones plus those whose metadata `mlflow.sourceRun` names the run; SearchTraces' `run_id`
-        filter matches both. Traces of any experiment can be linked.
-        Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed or too many ids, a record for a trace
-        not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
+        filter matches both. Traces of any experiment can be linked. Re-linking a trace without a
+        record clears its record.
+        Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed, repeated or too many ids, a record for
+        a trace not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
         metadata; nothing is linked), FAILED_PRECONDITION (RUN_DELETED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

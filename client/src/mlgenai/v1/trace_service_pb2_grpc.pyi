@@ -107,9 +107,10 @@ class TraceServiceStub:
     record each trace evaluated (CompareRuns pairs traces of two runs by record). Idempotent:
     linking again keeps one link and replaces its record. The run's traces are the linked
     ones plus those whose metadata `mlflow.sourceRun` names the run; SearchTraces' `run_id`
-    filter matches both. Traces of any experiment can be linked.
-    Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed or too many ids, a record for a trace
-    not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
+    filter matches both. Traces of any experiment can be linked. Re-linking a trace without a
+    record clears its record.
+    Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed, repeated or too many ids, a record for
+    a trace not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
     metadata; nothing is linked), FAILED_PRECONDITION (RUN_DELETED).
     """
 
@@ -191,9 +192,10 @@ class TraceServiceAsyncStub(TraceServiceStub):
     record each trace evaluated (CompareRuns pairs traces of two runs by record). Idempotent:
     linking again keeps one link and replaces its record. The run's traces are the linked
     ones plus those whose metadata `mlflow.sourceRun` names the run; SearchTraces' `run_id`
-    filter matches both. Traces of any experiment can be linked.
-    Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed or too many ids, a record for a trace
-    not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
+    filter matches both. Traces of any experiment can be linked. Re-linking a trace without a
+    record clears its record.
+    Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed, repeated or too many ids, a record for
+    a trace not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
     metadata; nothing is linked), FAILED_PRECONDITION (RUN_DELETED).
     """
 
@@ -338,9 +340,10 @@ class TraceServiceServicer(metaclass=_abc_1.ABCMeta):
         record each trace evaluated (CompareRuns pairs traces of two runs by record). Idempotent:
         linking again keeps one link and replaces its record. The run's traces are the linked
         ones plus those whose metadata `mlflow.sourceRun` names the run; SearchTraces' `run_id`
-        filter matches both. Traces of any experiment can be linked.
-        Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed or too many ids, a record for a trace
-        not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
+        filter matches both. Traces of any experiment can be linked. Re-linking a trace without a
+        record clears its record.
+        Errors: INVALID_ARGUMENT (INVALID_FIELD: malformed, repeated or too many ids, a record for
+        a trace not in trace_ids), NOT_FOUND (RUN_NOT_FOUND, TRACE_NOT_FOUND with the missing ids in the
         metadata; nothing is linked), FAILED_PRECONDITION (RUN_DELETED).
         """
 
