@@ -53,6 +53,21 @@ class Violations:
             self.text(key_field, key, max_len=limits.TAG_KEY_MAX)
         self.text(value_field, value, max_len=limits.TAG_VALUE_MAX)
 
+    def params(self, field: str, params: Mapping[str, str], *, required: bool) -> None:
+        """Parameters of a run or a logged model: 1 (when ``required``) to 1,000 per call,
+        keys 1–250 characters, values at most 8,000."""
+        if required and not params:
+            self.add(field, "at least one parameter")
+        if len(params) > limits.PARAMS_PER_CALL_MAX:
+            self.add(field, f"at most {limits.PARAMS_PER_CALL_MAX} parameters (got {len(params)})")
+            return
+        for key, value in params.items():
+            entry = f"{field}[{key[:50]}]"
+            if not key:
+                self.add(entry, "parameter key must not be empty")
+            self.text(entry, key, max_len=limits.PARAM_KEY_MAX)
+            self.text(entry, value, max_len=limits.PARAM_VALUE_MAX)
+
     def request_id(self, value: str) -> None:
         if not value:
             return

@@ -31,9 +31,9 @@ PROMOTED_MAX = 250
 # Largest experiment id: ids are signed 64-bit integers.
 ID_INT_MAX = 2**63 - 1
 COMPARE_CANDIDATES_MAX = 10  # candidate runs per CompareRuns
-# Evaluation runs (SPEC §7).
-RUN_PARAMS_PER_CALL_MAX = 1_000  # params per LogParams / CreateRun
-RUN_METRICS_PER_CALL_MAX = 1_000  # metric values per LogMetrics
+# Params and metrics of evaluation runs and logged models (SPEC §6, §7).
+PARAMS_PER_CALL_MAX = 1_000  # params per create / LogParams / LogLoggedModelParams
+METRICS_PER_CALL_MAX = 1_000  # metric values per LogMetrics / LogLoggedModelMetrics
 PARAM_KEY_MAX = 250
 PARAM_VALUE_MAX = 8_000
 METRIC_NAME_MAX = 250
@@ -47,9 +47,4 @@ METRIC_POINTS_MAX = 10_000  # larger requests are clamped
 # Logged models (SPEC §6).
 MODEL_TYPE_MAX = 256
 MODEL_STATUS_MESSAGE_MAX = 1_000
-MODEL_PARAMS_PER_CALL_MAX = 1_000
-MODEL_PARAM_KEY_MAX = 250
-MODEL_PARAM_VALUE_MAX = 8_000
-MODEL_METRICS_PER_CALL_MAX = 1_000
-MODEL_METRIC_NAME_MAX = 250
 MODEL_DATASET_DIGEST_MAX = 64

@@ -12,6 +12,7 @@ from google.protobuf import struct_pb2
 from mlgenai.client.convert import from_value, to_value
 from mlgenai.v1 import assessment_pb2
 from server.convert.common import timestamp
+from server.convert.ids import check_run_id
 from server.convert.spans import SPAN_ID, check_trace_id
 from server.validation import Violations
 from store import limits
@@ -23,7 +24,6 @@ SOURCE_ID_MAX = 250
 ERROR_CODE_MAX = 250
 STACK_TRACE_MAX = 100_000
 ASSESSMENT_ID = re.compile(r"a-[0-9a-f]{32}")
-RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 SOURCE_TYPES = {
     assessment_pb2.ASSESSMENT_SOURCE_TYPE_HUMAN: "HUMAN",
@@ -68,11 +68,6 @@ def to_proto(a: Assessment) -> assessment_pb2.Assessment:
 def check_assessment_id(checks: Violations, field: str, value: str) -> None:
     if not ASSESSMENT_ID.fullmatch(value):
         checks.add(field, f"{value[:50]!r} is not an assessment id ('a-' + 32 lowercase hex characters)")
-
-
-def check_run_id(checks: Violations, field: str, value: str) -> None:
-    if not RUN_ID.fullmatch(value):
-        checks.add(field, f"{value[:50]!r} is not a run id (32 lowercase hex characters)")
 
 
 def check_metadata(checks: Violations, field: str, metadata: Mapping[str, str]) -> None:

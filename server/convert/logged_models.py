@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from mlgenai.v1 import logged_model_pb2 as mpb
 from server.convert.common import LIFECYCLE, timestamp
 from server.convert.datasets import DATASET_ID, check_count, check_experiment_ids
+from server.convert.ids import check_run_id
 from server.validation import Violations
 from store import limits
 from store.model_domain import FAILED, PENDING, READY, LoggedModel, ModelMetric
 
-MODEL_ID = re.compile(r"m-[0-9a-f]{32}")
-RUN_ID = re.compile(r"[0-9a-f]{32}")
 _TIME_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _NAME_FORBIDDEN = frozenset("/:.%\"'")
 STATUS_TO_PROTO = {
@@ -27,19 +25,6 @@ FINAL_STATUS = {mpb.LOGGED_MODEL_STATUS_READY: READY, mpb.LOGGED_MODEL_STATUS_FA
 # -- checks ------------------------------------------------------------------------------------
 
 
-def check_model_id(checks: Violations, value: str, field: str = "model_id") -> None:
-    if not value:
-        checks.add(field, "required")
-    elif not MODEL_ID.fullmatch(value):
-        checks.add(field, f"{value[:50]!r} is not a logged model id ('m-' + 32 lowercase hex characters)")
-
-
-def check_run_id(checks: Violations, field: str, value: str) -> None:
-    """An optional evaluation run id: empty, or 32 lowercase hex characters."""
-    if value and not RUN_ID.fullmatch(value):
-        checks.add(field, f"{value[:50]!r} is not a run id (32 lowercase hex characters)")
-
-
 def check_name(checks: Violations, value: str) -> None:
     """An optional model name (empty: the server picks one)."""
     if not value:
@@ -49,33 +34,21 @@ def check_name(checks: Violations, value: str) -> None:
         checks.add("name", f"must not contain {' '.join(bad)} (none of / : . % \" ' are allowed)")
 
 
-def check_params(checks: Violations, field: str, params: Mapping[str, str], *, required: bool) -> None:
-    check_count(checks, field, len(params), 1 if required else 0, limits.MODEL_PARAMS_PER_CALL_MAX)
-    if len(params) > limits.MODEL_PARAMS_PER_CALL_MAX:
-        return
-    for key, value in params.items():
-        entry = f"{field}[{key[:50]}]"
-        if not key:
-            checks.add(entry, "param key must not be empty")
-        checks.text(entry, key, max_len=limits.MODEL_PARAM_KEY_MAX)
-        checks.text(entry, value, max_len=limits.MODEL_PARAM_VALUE_MAX)
-
-
 def check_search(checks: Violations, experiment_ids: Sequence[str]) -> None:
     check_experiment_ids(checks, experiment_ids, required=True)
 
 
 def check_metrics(checks: Violations, metrics: Sequence[mpb.LoggedModelMetric]) -> None:
-    check_count(checks, "metrics", len(metrics), 1, limits.MODEL_METRICS_PER_CALL_MAX)
-    if len(metrics) > limits.MODEL_METRICS_PER_CALL_MAX:
+    check_count(checks, "metrics", len(metrics), 1, limits.METRICS_PER_CALL_MAX)
+    if len(metrics) > limits.METRICS_PER_CALL_MAX:
         return
     for i, m in enumerate(metrics):
         at = f"metrics[{i}]"
-        checks.text(f"{at}.name", m.name, max_len=limits.MODEL_METRIC_NAME_MAX, required=True)
+        checks.text(f"{at}.name", m.name, max_len=limits.METRIC_NAME_MAX, required=True)
         if m.dataset_id and not DATASET_ID.fullmatch(m.dataset_id):
             checks.add(f"{at}.dataset_id", f"{m.dataset_id[:50]!r} is not a dataset id ('d-' + 32 hex characters)")
         checks.text(f"{at}.dataset_digest", m.dataset_digest, max_len=limits.MODEL_DATASET_DIGEST_MAX)
-        check_run_id(checks, f"{at}.run_id", m.run_id)
+        check_run_id(checks, f"{at}.run_id", m.run_id, required=False)
         if m.HasField("time") and not 0 <= m.time.ToMilliseconds() <= _TIME_MAX_MS:
             checks.add(f"{at}.time", "must be between 1970-01-01 and 9999-12-31")
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgenai.v1 import evaluation_run_pb2 as pb
 from server.convert.common import LIFECYCLE, timestamp
-from server.validation import Violations
 from store.run_domain import FAILED, FINISHED, KILLED, RUNNING, Run, RunMetric
 
 STATUSES: dict[int, str] = {
@@ -50,14 +47,3 @@ def to_proto(run: Run) -> pb.EvaluationRun:
         d = run.dataset
         out.dataset.CopyFrom(pb.RunDataset(dataset_id=d.dataset_id, dataset_version=d.version, digest=d.digest))
     return out
-
-
-RUN_ID = re.compile(r"[0-9a-f]{32}")
-MODEL_ID = re.compile(r"m-[0-9a-f]{32}")
-
-
-def check_run_id(checks: Violations, field: str, run_id: str) -> None:
-    if not run_id:
-        checks.add(field, "required")
-    elif not RUN_ID.fullmatch(run_id):
-        checks.add(field, f"{run_id[:50]!r} is not a run id (32 lowercase hex characters)")

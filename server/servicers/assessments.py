@@ -9,12 +9,12 @@ from server.convert.assessments import (
     MUTABLE,
     OUTPUT_ONLY,
     check_assessment_id,
-    check_run_id,
     to_changes,
     to_new,
     to_proto,
 )
 from server.convert.common import now_ms
+from server.convert.ids import check_run_id
 from server.convert.spans import check_trace_id
 from server.field_masks import mask_paths
 from server.idempotency import idempotent_write

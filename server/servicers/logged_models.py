@@ -8,13 +8,11 @@ import grpc
 
 from mlgenai.v1 import logged_model_pb2 as mpb, logged_model_service_pb2 as pb, logged_model_service_pb2_grpc
 from server.convert.common import VIEWS, now_ms
+from server.convert.ids import check_model_id, check_run_id
 from server.convert.logged_models import (
     FINAL_STATUS,
     check_metrics,
-    check_model_id,
     check_name,
-    check_params,
-    check_run_id,
     check_search,
     metric_from_proto,
     to_proto,
@@ -35,7 +33,7 @@ LoggedModel = mpb.LoggedModel
 
 def _checked(model_id: str) -> Violations:
     checks = Violations()
-    check_model_id(checks, model_id)
+    check_model_id(checks, "model_id", model_id)
     return checks
 
 
@@ -48,8 +46,8 @@ class LoggedModelServicer(logged_model_service_pb2_grpc.LoggedModelServiceServic
         checks = Violations()
         check_name(checks, request.name)
         checks.text("model_type", request.model_type, max_len=limits.MODEL_TYPE_MAX)
-        check_run_id(checks, "source_run_id", request.source_run_id)
-        check_params(checks, "params", request.params, required=False)
+        check_run_id(checks, "source_run_id", request.source_run_id, required=False)
+        checks.params("params", request.params, required=False)
         checks.tags("tags", request.tags)
         checks.request_id(request.request_id)
         checks.raise_if_any()
@@ -125,7 +123,7 @@ class LoggedModelServicer(logged_model_service_pb2_grpc.LoggedModelServiceServic
 
     def LogLoggedModelParams(self, request: pb.LogLoggedModelParamsRequest, context: Ctx) -> LoggedModel:
         checks = _checked(request.model_id)
-        check_params(checks, "params", request.params, required=True)
+        checks.params("params", request.params, required=True)
         checks.raise_if_any()
         params = dict(request.params)
         return self._write(lambda uow: uow.logged_models.log_params(request.model_id, params, now_ms()))

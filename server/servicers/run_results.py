@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from mlgenai.v1 import analytics_service_pb2 as pb
-from server.convert.assessments import check_run_id
+from server.convert.ids import check_run_id
 from server.validation import Violations
 from store import limits
 from store.query.keyset import page_size_of

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import grpc
 
 from mlgenai.v1 import evaluation_run_pb2, evaluation_run_service_pb2 as pb, evaluation_run_service_pb2_grpc
 from server.convert.common import VIEWS, now_ms
 from server.convert.datasets import DATASET_ID, EXPERIMENT_ID
-from server.convert.runs import MODEL_ID, STATUSES, check_run_id, metric_of, ms_of, to_proto
+from server.convert.ids import check_model_id, check_run_id
+from server.convert.runs import STATUSES, metric_of, ms_of, to_proto
 from server.field_masks import mask_paths
 from server.idempotency import idempotent_write
 from server.validation import Violations
@@ -32,20 +31,6 @@ def _valid_run_id(field: str, run_id: str) -> None:
     checks.raise_if_any()
 
 
-def _check_params(checks: Violations, field: str, params: Mapping[str, str], *, required: bool) -> None:
-    if required and not params:
-        checks.add(field, "at least one parameter")
-    if len(params) > limits.RUN_PARAMS_PER_CALL_MAX:
-        checks.add(field, f"at most {limits.RUN_PARAMS_PER_CALL_MAX} parameters (got {len(params)})")
-        return
-    for key, value in params.items():
-        entry = f"{field}[{key[:50]}]"
-        if not key:
-            checks.add(entry, "parameter key must not be empty")
-        checks.text(entry, key, max_len=limits.PARAM_KEY_MAX)
-        checks.text(entry, value, max_len=limits.PARAM_VALUE_MAX)
-
-
 def _new_run(request: pb.CreateRunRequest) -> NewRun:
     checks = Violations()
     if not EXPERIMENT_ID.fullmatch(request.experiment_id) or int(request.experiment_id) > limits.ID_INT_MAX:
@@ -59,9 +44,8 @@ def _new_run(request: pb.CreateRunRequest) -> NewRun:
             checks.add("dataset.dataset_id", f"{dataset_id[:50]!r} is not a dataset id ('d-' + 32 hex)")
         if version < 0:
             checks.add("dataset.dataset_version", "must not be negative (0: the current version)")
-    if request.model_id and not MODEL_ID.fullmatch(request.model_id):
-        checks.add("model_id", f"{request.model_id[:50]!r} is not a logged model id ('m-' + 32 hex)")
-    _check_params(checks, "params", request.params, required=False)
+    check_model_id(checks, "model_id", request.model_id, required=False)
+    checks.params("params", request.params, required=False)
     checks.tags("tags", request.tags)
     checks.request_id(request.request_id)
     checks.raise_if_any()
@@ -144,7 +128,7 @@ class RunServicer(evaluation_run_service_pb2_grpc.EvaluationRunServiceServicer):
     def LogParams(self, request: pb.LogParamsRequest, context: Ctx) -> pb.LogParamsResponse:
         checks = Violations()
         check_run_id(checks, "run_id", request.run_id)
-        _check_params(checks, "params", request.params, required=True)
+        checks.params("params", request.params, required=True)
         checks.raise_if_any()
         self.db.write(lambda uow: uow.runs.log_params(request.run_id, dict(request.params), now_ms()))
         return pb.LogParamsResponse()
@@ -152,9 +136,9 @@ class RunServicer(evaluation_run_service_pb2_grpc.EvaluationRunServiceServicer):
     def LogMetrics(self, request: pb.LogMetricsRequest, context: Ctx) -> pb.LogMetricsResponse:
         checks = Violations()
         check_run_id(checks, "run_id", request.run_id)
-        if not 0 < len(request.metrics) <= limits.RUN_METRICS_PER_CALL_MAX:
-            checks.add("metrics", f"1 to {limits.RUN_METRICS_PER_CALL_MAX} metric values (got {len(request.metrics)})")
-        for i, metric in enumerate(request.metrics[: limits.RUN_METRICS_PER_CALL_MAX]):
+        if not 0 < len(request.metrics) <= limits.METRICS_PER_CALL_MAX:
+            checks.add("metrics", f"1 to {limits.METRICS_PER_CALL_MAX} metric values (got {len(request.metrics)})")
+        for i, metric in enumerate(request.metrics[: limits.METRICS_PER_CALL_MAX]):
             checks.text(f"metrics[{i}].name", metric.name, max_len=limits.METRIC_NAME_MAX, required=True)
         checks.raise_if_any()
         now = now_ms()

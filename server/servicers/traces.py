@@ -9,7 +9,7 @@ import grpc
 from mlgenai.v1 import trace_pb2, trace_service_pb2 as pb, trace_service_pb2_grpc
 from server.convert.common import now_ms
 from server.convert.datasets import RECORD_ID
-from server.convert.runs import check_run_id
+from server.convert.ids import check_run_id
 from server.convert.spans import check_trace_id, to_record
 from server.convert.traces import STATES, info_to_proto, trace_bytes
 from server.preserialized import repeated

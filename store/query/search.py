@@ -8,13 +8,23 @@ reused with anything else is INVALID_PAGE_TOKEN.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, Select
 
 from store.domain import SearchQuery
 from store.query.filter_sql import FilterSpec, compile_filter
-from store.query.keyset import OrderSpec, binding_of, fetch_page, order_text, parse_order_by, row_values
+from store.query.keyset import (
+    OrderSpec,
+    OrderTerm,
+    TokenValue,
+    binding_of,
+    fetch_page,
+    order_text,
+    parse_order_by,
+    row_values,
+)
 
 if TYPE_CHECKING:
     from store.uow import UnitOfWork
@@ -31,6 +41,21 @@ def run_search(
 ) -> tuple[list[Row[Any]], str]:
     """The rows of one page and the next page token ("" on the last page)."""
     terms = parse_order_by(query.order_by, order)
+    return search_page(uow, rpc, stmt, query, filters, terms, row_values(terms), *scope)
+
+
+def search_page(
+    uow: UnitOfWork,
+    rpc: str,
+    stmt: Select[Any],
+    query: SearchQuery,
+    filters: FilterSpec,
+    terms: Sequence[OrderTerm],
+    values_of: Callable[[Row[Any]], Sequence[TokenValue]],
+    *scope: object,
+) -> tuple[list[Row[Any]], str]:
+    """``run_search`` for an order resolved by the caller (sort terms an ``OrderSpec`` cannot
+    express, such as ``metrics.<k>``); ``values_of`` reads a row's sort values."""
     where = compile_filter(query.filter, filters)
     binding = binding_of(rpc, query.filter, order_text(terms), *scope)
     codec = uow.db.page_tokens
@@ -43,6 +68,6 @@ def run_search(
         terms,
         page_size=query.page_size,
         after=after,
-        values_of=row_values(terms),
+        values_of=values_of,
     )
     return rows, (codec.encode(last, binding) if last is not None else "")

@@ -17,8 +17,8 @@ in the requested direction. Numbers come first in either direction, then NaN, th
 without the metric (as SearchRuns orders runs). (The value term's internal name holds
 a NUL, which metric names cannot, so it never collides with a key a caller writes.)
 ``OrderSpec`` resolves fixed names only, so this module resolves ``order_by`` itself (fixed
-keys still through ``parse_order_by``) and runs the page with the same pieces as
-``store/query/search.py``; the page token is bound to the RPC, filter, resolved order, view
+keys still through ``parse_order_by``) and runs the page with ``search_page``
+(``store/query/search.py``); the page token is bound to the RPC, filter, resolved order, view
 and experiment ids.
 """
 
@@ -38,10 +38,11 @@ from store.errors import FieldViolation, InvalidArgument
 from store.model_domain import STATUSES, LoggedModel, ModelMetric
 from store.orm.base import table
 from store.orm.models import LoggedModelLatestMetricRow, LoggedModelParamRow, LoggedModelRow, LoggedModelTagRow
-from store.query.filter_sql import CustomKey, Field, FilterSpec, Kind, MapField, compare, compile_filter, refuse
+from store.query.filter_sql import CustomKey, Field, FilterSpec, Kind, MapField, compare, refuse
 from store.query.filters import BINARY_OPS, IN_OPS, NULL_OPS, Comparison, Scalar, filter_error
-from store.query.keyset import OrderKey, OrderSpec, OrderTerm, binding_of, fetch_page, order_text, parse_order_by
+from store.query.keyset import OrderKey, OrderSpec, OrderTerm, parse_order_by
 from store.query.raw import json_value
+from store.query.search import search_page
 
 if TYPE_CHECKING:
     from store.uow import UnitOfWork
@@ -225,24 +226,13 @@ def search(
 ) -> tuple[list[LoggedModel], str]:
     """One page of the models of ``experiment_ids`` in ``view`` matching ``query``, and the next token."""
     terms = order_terms(query.order_by)
-    where = compile_filter(query.filter, FILTERS)
     ids = sorted(set(experiment_ids))
-    binding = binding_of(RPC, query.filter, order_text(terms), view, ids)
-    codec = uow.db.page_tokens
-    after = codec.decode(query.page_token, binding) if query.page_token else None
     labels = [f"o_{i}" for i in range(len(terms))]
     stmt = with_children(uow.dialect).add_columns(*(t.column.label(n) for t, n in zip(terms, labels, strict=True)))
     stmt = stmt.where(M.c.experiment_id.in_(ids))
     if view != "all":
         stmt = stmt.where(M.c.lifecycle_stage == view)
-    if where is not None:
-        stmt = stmt.where(where)
-    rows, last = fetch_page(
-        lambda s: uow.conn.execute(s).all(),
-        stmt,
-        terms,
-        page_size=query.page_size,
-        after=after,
-        values_of=lambda row: [row._mapping[n] for n in labels],
+    rows, token = search_page(
+        uow, RPC, stmt, query, FILTERS, terms, lambda row: [row._mapping[n] for n in labels], view, ids
     )
-    return load_page(uow, rows), (codec.encode(last, binding) if last is not None else "")
+    return load_page(uow, rows), token

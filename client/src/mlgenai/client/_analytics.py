@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from mlgenai.client.convert import to_timestamp
 from mlgenai.v1 import analytics_service_pb2 as apb
 from mlgenai.v1.analytics_service_pb2_grpc import AnalyticsServiceStub
 
@@ -47,16 +48,6 @@ def _metric_view(name: str) -> apb.MetricView.ValueType:
     return view
 
 
-def _metric_timestamp(value: dt.datetime | timestamp_pb2.Timestamp) -> timestamp_pb2.Timestamp:
-    if isinstance(value, timestamp_pb2.Timestamp):
-        return value
-    if value.tzinfo is None:
-        raise ValueError("use a timezone-aware datetime")
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
-
-
 class AnalyticsMixin:
     analytics: AnalyticsServiceStub
 
@@ -92,9 +83,9 @@ class AnalyticsMixin:
             max_data_points=max_data_points,
         )
         if start_time is not None:
-            request.start_time.CopyFrom(_metric_timestamp(start_time))
+            request.start_time.CopyFrom(to_timestamp(start_time))
         if end_time is not None:
-            request.end_time.CopyFrom(_metric_timestamp(end_time))
+            request.end_time.CopyFrom(to_timestamp(end_time))
         if time_bucket_seconds:
             request.time_bucket.CopyFrom(duration_pb2.Duration(seconds=time_bucket_seconds))
         response = self.analytics.QueryTraceMetrics(request)

@@ -17,7 +17,7 @@ by BatchCreateAssessments); leaving the ``with`` block flushes them and finishes
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -141,7 +141,7 @@ class Evaluation:
     def finish(self, status: str = "FINISHED") -> dict[str, Any]:
         """Flush, then set the run's final status; returns the run."""
         self.flush()
-        return self._client.finish_evaluation(self.run_id, status)
+        return self._client.finish_run(self.run_id, status)
 
     def _flush_spans(self) -> None:
         if self._spans:
@@ -178,6 +178,7 @@ class EvaluationMixin:
     assessments: AssessmentServiceStub
     runs: EvaluationRunServiceStub
     analytics: AnalyticsServiceStub
+    finish_run: Callable[..., dict[str, Any]]  # RunsMixin
 
     def evaluation(
         self,
@@ -203,12 +204,6 @@ class EvaluationMixin:
         if dataset_id:
             request.dataset.CopyFrom(rpb.RunDataset(dataset_id=dataset_id, dataset_version=dataset_version))
         return Evaluation(self, self.runs.CreateRun(request), source_id)
-
-    def finish_evaluation(self, run_id: str, status: str = "FINISHED") -> dict[str, Any]:
-        run = rpb.EvaluationRun(run_id=run_id, status=rpb.RunStatus.Value(f"RUN_STATUS_{status.upper()}"))
-        request = rspb.UpdateRunRequest(run=run)
-        request.update_mask.paths.append("status")
-        return to_dict(self.runs.UpdateRun(request))
 
     def get_run_results(self, run_id: str) -> dict[str, Any]:
         """Per assessment name: count, mean, min, max, p50, p90, pass rate, errors."""

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from mlgenai.client.convert import to_dict
+from mlgenai.client._experiments import _VIEWS
+from mlgenai.client.convert import to_dict, to_timestamp
 from mlgenai.client.paging import iter_pages
-from mlgenai.v1 import common_pb2, logged_model_pb2 as mpb, logged_model_service_pb2 as svc
+from mlgenai.v1 import logged_model_pb2 as mpb, logged_model_service_pb2 as svc
 from mlgenai.v1.logged_model_service_pb2_grpc import LoggedModelServiceStub
 
-_VIEWS = {
-    "ACTIVE_ONLY": common_pb2.VIEW_TYPE_ACTIVE_ONLY,
-    "DELETED_ONLY": common_pb2.VIEW_TYPE_DELETED_ONLY,
-    "ALL": common_pb2.VIEW_TYPE_ALL,
-}
 _STATUSES = {"READY": mpb.LOGGED_MODEL_STATUS_READY, "FAILED": mpb.LOGGED_MODEL_STATUS_FAILED}
-
-
-def _timestamp(value: dt.datetime | int) -> Timestamp:
-    """A Timestamp from an aware ``datetime`` or epoch milliseconds."""
-    stamp = Timestamp()
-    if isinstance(value, dt.datetime):
-        stamp.FromDatetime(value)
-    else:
-        stamp.FromMilliseconds(value)
-    return stamp
 
 
 class LoggedModelsMixin:
@@ -121,7 +104,7 @@ class LoggedModelsMixin:
             time = fields.pop("time", None)
             point = mpb.LoggedModelMetric(**fields)
             if time is not None:
-                point.time.CopyFrom(_timestamp(time))
+                point.time.CopyFrom(to_timestamp(time))
             points.append(point)
         self.models.LogLoggedModelMetrics(svc.LogLoggedModelMetricsRequest(model_id=model_id, metrics=points))
 

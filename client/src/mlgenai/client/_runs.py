@@ -18,10 +18,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import field_mask_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgenai.client._experiments import _VIEWS
-from mlgenai.client.convert import to_dict
+from mlgenai.client.convert import to_dict, to_timestamp
 from mlgenai.client.paging import iter_pages
 from mlgenai.v1 import evaluation_run_pb2 as run_pb, evaluation_run_service_pb2 as svc, trace_service_pb2
 from mlgenai.v1.evaluation_run_service_pb2_grpc import EvaluationRunServiceStub
@@ -37,18 +36,10 @@ def _status(name: str) -> int:
     return number
 
 
-def _timestamp(value: dt.datetime) -> Timestamp:
-    if value.tzinfo is None:
-        raise ValueError("give a timezone-aware datetime")
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def _metric(item: Mapping[str, Any], step: int) -> run_pb.RunMetric:
     metric = run_pb.RunMetric(name=item["name"], value=float(item["value"]), step=int(item.get("step", step)))
     if item.get("time") is not None:
-        metric.time.CopyFrom(_timestamp(item["time"]))
+        metric.time.CopyFrom(to_timestamp(item["time"]))
     return metric
 
 
@@ -97,7 +88,7 @@ class RunsMixin:
             run.status = _status(status)  # type: ignore[assignment]
             paths.append("status")
         if end_time is not None:
-            run.end_time.CopyFrom(_timestamp(end_time))
+            run.end_time.CopyFrom(to_timestamp(end_time))
             paths.append("end_time")
         if not paths:
             return self.get_run(run_id)

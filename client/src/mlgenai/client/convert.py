@@ -129,3 +129,17 @@ def to_dict(msg: Message) -> dict[str, Any]:
         else:
             out[field.name] = _scalar(field, value)
     return out
+
+
+def to_timestamp(value: dt.datetime | int | timestamp_pb2.Timestamp) -> timestamp_pb2.Timestamp:
+    """A Timestamp from a timezone-aware ``datetime``, epoch milliseconds or a Timestamp."""
+    if isinstance(value, timestamp_pb2.Timestamp):
+        return value
+    out = timestamp_pb2.Timestamp()
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("give a timezone-aware datetime")
+        out.FromDatetime(value)
+    else:
+        out.FromMilliseconds(value)
+    return out
