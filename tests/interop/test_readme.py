@@ -24,7 +24,7 @@ def test_the_python_examples_run_in_order(target: str, capsys: pytest.CaptureFix
     assert "1 1\n" in printed
     assert "{'question': 'Where is my order?'} {'answer': 'Track it at /orders'}" in printed
     assert "\n1.0\n" in printed  # the pass rate of version 2
-    assert "candidate  assessment" in printed and "{'model_id': 'm-" in printed
+    assert "candidate  assessment" in printed and "'model_id': 'm-" in printed  # map order varies
 
 
 def test_the_client_readme_trace_example_runs(target: str, capsys: pytest.CaptureFixture[str]) -> None:
