@@ -9,6 +9,7 @@ from server.convert.ids import check_run_id
 from server.validation import Violations
 from store import limits
 from store.query.keyset import page_size_of
+from store.repositories.run_result_cache import NAMES, PAIRS, ensure_current
 from store.repositories.run_results import AssessmentComparison, AssessmentSummary
 from store.uow import Database
 
@@ -22,6 +23,7 @@ class RunResultsMethods:
         checks = Violations()
         check_run_id(checks, "run_id", request.run_id)
         checks.raise_if_any()
+        ensure_current(self.db, NAMES, [request.run_id])
         results = self.db.read(lambda uow: uow.run_results.results(request.run_id))
         return pb.GetRunResultsResponse(
             run_id=results.run_id,
@@ -48,6 +50,7 @@ class RunResultsMethods:
             checks.text(f"assessment_names[{i}]", name, max_len=limits.TAG_KEY_MAX, required=True)
         checks.raise_if_any()
         page_size = page_size_of(request.page_size)
+        ensure_current(self.db, PAIRS, [request.baseline_run_id, *candidates])
         result = self.db.read(
             lambda uow: uow.run_results.compare(
                 request.baseline_run_id, candidates, names, page_size, request.page_token

@@ -19,7 +19,17 @@ from store.orm.models import (
     LoggedModelRow,
     LoggedModelTagRow,
 )
-from store.orm.runs import RunLatestMetricRow, RunMetricRow, RunParamRow, RunRow, RunTagRow, TraceRunLinkRow
+from store.orm.runs import (
+    RunLatestMetricRow,
+    RunMetricRow,
+    RunParamRow,
+    RunResultNameRow,
+    RunResultPairRow,
+    RunResultStateRow,
+    RunRow,
+    RunTagRow,
+    TraceRunLinkRow,
+)
 from store.orm.system import RequestIdRow, ServiceSettingRow
 from store.orm.traces import AssessmentRow, SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
 
@@ -44,6 +54,9 @@ __all__ = [
     "RunLatestMetricRow",
     "RunMetricRow",
     "RunParamRow",
+    "RunResultNameRow",
+    "RunResultPairRow",
+    "RunResultStateRow",
     "RunRow",
     "RunTagRow",
     "ServiceSettingRow",

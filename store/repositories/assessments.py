@@ -45,6 +45,7 @@ from store.query.keyset import OrderKey, OrderSpec
 from store.query.raw import json_value
 from store.query.search import run_search
 from store.repositories.experiments import parse_experiment_id
+from store.repositories.run_result_cache import invalidate_runs
 from store.repositories.traces import trace_not_found
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ _LOCK_TRACES = (
     .with_for_update(read=True, key_share=True)
 )
 _LOCK_TARGETS = (
-    sa.select(A.c.assessment_id, A.c.trace_id, A.c.valid)
+    sa.select(A.c.assessment_id, A.c.trace_id, A.c.valid, A.c.run_id)
     .where(A.c.assessment_id.in_(_P("b_ids", expanding=True)))
     .order_by(A.c.assessment_id)
     .with_for_update()
@@ -101,6 +102,7 @@ _INVALIDATE = (
 _RESTORE = sa.update(A).where(A.c.assessment_id == _P("b_id")).values(valid=True, update_time=_P("b_now"))
 _RELINK = sa.update(A).where(A.c.overrides == _P("b_id")).values(overrides=_P("b_to"), update_time=_P("b_now"))
 _DELETE = sa.delete(A).where(A.c.assessment_id == _P("b_id"))
+_RUN_OF = sa.select(A.c.run_id).where(A.c.assessment_id == _P("b_id"))
 _INSERT_COLUMNS = (
     "assessment_id", "trace_id", "span_id", "name", "kind", "source_type", "source_id", "value", "error",
     "value_number", "value_string", "value_bool", "rationale", "metadata", "run_id", "overrides", "valid",
@@ -247,11 +249,12 @@ class AssessmentRepository:
     def create(self, items: Sequence[NewAssessment], now_ms: int, paths: Sequence[str]) -> list[Assessment]:
         """Store ``items`` (``paths[i]`` names item i in errors) in request order; all or nothing."""
         self._require_writable_traces(items)
-        overridden = self._lock_overridden(items, paths)
+        overridden, their_runs = self._lock_overridden(items, paths)
         created = [self._new(item, now_ms) for item in items]
         _INSERT.run(self._uow, [_insert_row(a, item) for a, item in zip(created, items, strict=True)])
         if overridden:
             self._conn.execute(_INVALIDATE, {"b_ids": overridden, "b_now": now_ms})
+        invalidate_runs(self._uow, [*(item.run_id for item in items), *their_runs])
         return created
 
     def update(self, assessment_id: str, changes: AssessmentChanges, now_ms: int) -> Assessment:
@@ -280,6 +283,7 @@ class AssessmentRepository:
             }
         if len(values) > 1:  # something besides update_time
             self._conn.execute(sa.update(A).where(A.c.assessment_id == assessment_id).values(values))
+            invalidate_runs(self._uow, [current.run_id])
         return self.get(assessment_id)
 
     def delete(self, assessment_id: str, now_ms: int) -> None:
@@ -292,6 +296,10 @@ class AssessmentRepository:
         self._conn.execute(_DELETE, {"b_id": assessment_id})
         if current.valid and current.overrides:
             self._conn.execute(_RESTORE, {"b_id": current.overrides, "b_now": now_ms})
+            restored = self._conn.execute(_RUN_OF, {"b_id": current.overrides}).scalar()
+            invalidate_runs(self._uow, [current.run_id, restored])
+        else:
+            invalidate_runs(self._uow, [current.run_id])
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -305,11 +313,14 @@ class AssessmentRepository:
         for experiment_id in sorted(set(found.values())):
             self._uow.experiments.require_active(str(experiment_id))
 
-    def _lock_overridden(self, items: Sequence[NewAssessment], paths: Sequence[str]) -> list[str]:
-        """Lock the assessments ``items`` override and check each may be overridden."""
+    def _lock_overridden(
+        self, items: Sequence[NewAssessment], paths: Sequence[str]
+    ) -> tuple[list[str], list[str | None]]:
+        """Lock the assessments ``items`` override and check each may be overridden; returns
+        their ids and their runs."""
         wanted = sorted({i.overrides for i in items if i.overrides})
         if not wanted:
-            return []
+            return [], []
         targets = {r.assessment_id: r for r in self._conn.execute(_LOCK_TARGETS, {"b_ids": wanted})}
         claimed: set[str] = set()
         for item, path in zip(items, paths, strict=True):
@@ -325,7 +336,7 @@ class AssessmentRepository:
             if not target.valid or item.overrides in claimed:
                 raise _invalid_override(path, f"assessment {item.overrides!r} is already overridden")
             claimed.add(item.overrides)
-        return sorted(claimed)
+        return sorted(claimed), [targets[i].run_id for i in claimed]
 
     def _lock_writable(self, assessment_id: str) -> Assessment | None:
         """The assessment, locked, after checking its experiment is active; None if it is gone."""

@@ -14,13 +14,20 @@ neighbouring values and the fraction between them (a handful of numbers per name
 dataset record the trace was linked with (``trace_run_links.dataset_record_id``), else the
 trace's ``mlflow.eval.requestId`` tag; traces with neither are not paired. A run's value for a
 (pair key, name) is the mean of its valid, non-error, numeric feedback of that name on the
-traces with that key. The summary (paired count, means, mean difference, wins/losses/ties,
-keys on one side only) and the pages of changed pairs are each one statement over that keyed
-set; pages are keyset cursors over (candidate position, name, pair key).
+traces with that key (``keyed_values``).
+
+Both are served from a per-run cache (``run_result_names``, ``run_result_pairs``) that
+``run_result_cache.py`` rebuilds from the statements here whenever a write has changed the
+run since: re-aggregating 60,000 assessments costs about a second on PostgreSQL, reading the
+cache a few milliseconds. A comparison merges the baseline's cached pairs with each
+candidate's in primary-key order (name, pair key; code-point order on both backends): one
+statement for the summary and one per candidate page of changed pairs, whose keyset cursor is
+(candidate position, name, pair key).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,7 +36,7 @@ import sqlalchemy as sa
 
 from store.errors import NotFound
 from store.orm.base import table
-from store.orm.runs import RunRow, TraceRunLinkRow
+from store.orm.runs import RunResultNameRow, RunResultPairRow, RunResultStateRow, RunRow, TraceRunLinkRow
 from store.orm.traces import AssessmentRow, TraceTagRow
 from store.query.assessment_values import numeric_view, pass_view
 from store.query.keyset import binding_of
@@ -41,6 +48,9 @@ A = table(AssessmentRow)
 L = table(TraceRunLinkRow)
 TT = table(TraceTagRow)
 R = table(RunRow)
+S = table(RunResultStateRow)
+N = table(RunResultNameRow)
+P = table(RunResultPairRow)
 REQUEST_ID_TAG = "mlflow.eval.requestId"
 _PERCENTILES = (0.5, 0.9)
 
@@ -108,6 +118,9 @@ _FEEDBACK = (A.c.valid.is_(True), A.c.kind == "feedback")
 
 
 class RunResultsReader:
+    """Reads results and comparisons from the run result cache (``run_result_cache.py``; the
+    caller makes it current first) and computes them live for the cache's rebuilds."""
+
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
 
@@ -120,7 +133,15 @@ class RunResultsReader:
     # -- GetRunResults ----------------------------------------------------------------------
 
     def results(self, run_id: str) -> RunResults:
+        """From the cache; computed live when the run has never been cached."""
         self._require_runs([run_id])
+        state = self._uow.fetch(_CACHED_STATE, {"b_run": run_id})
+        if not state or state[0].names_generation is None:
+            return self.live_results(run_id)
+        rows = self._uow.fetch(_CACHED_NAMES, {"b_run": run_id})
+        return RunResults(run_id, int(state[0].trace_count), [AssessmentSummary(*row) for row in rows])
+
+    def live_results(self, run_id: str) -> RunResults:
         postgres = self._uow.dialect == "postgresql"
         rows = self._uow.fetch(_summary_pg if postgres else _summary_sqlite, {"b_run": run_id})
         percentiles: dict[tuple[str, float], float] = {}
@@ -149,58 +170,94 @@ class RunResultsReader:
         page_size: int,
         page_token: str,
     ) -> Comparison:
+        """From the cached pairs of the runs: per candidate, one merge of its (name, pair key)
+        rows with the baseline's for the summary, and the same merge filtered to changed values
+        for the page, both in primary-key order."""
         self._require_runs([baseline, *candidates])
         binding = binding_of("CompareRuns", baseline, *candidates, "|", *sorted(set(names)))
         codec = self._uow.db.page_tokens
         after = codec.decode(page_token, binding) if page_token else None
-        paired = _paired(baseline, candidates, names, self._uow.dialect)
+        conn = self._uow.conn
         summaries: dict[str, list[AssessmentComparison]] = {}
         if after is None:
-            summaries = _summaries(self._uow.conn.execute(_summary_of(paired)).all(), baseline, candidates)
-        stmt = _changes(paired, baseline, candidates, after, page_size, self._uow.dialect)
-        rows = self._uow.conn.execute(stmt).all()
-        token = ""
-        if len(rows) > page_size:
-            rows = rows[:page_size]
-            last = rows[-1]
-            token = codec.encode([int(last.position), last.name, last.pair_key], binding)
-        changed = [
-            ChangedPair(r.run_id, r.name, r.pair_key, r.b_trace, r.trace_id, float(r.b_value), float(r.value))
-            for r in rows
-        ]
-        return Comparison(summaries, changed, token)
+            per_run = {run_id: self._pair_keys(run_id, names) for run_id in [baseline, *candidates]}
+            for candidate in candidates:
+                paired = conn.execute(_pair_summary(names), {"b_base": baseline, "b_cand": candidate}).all()
+                summaries[candidate] = _summary_items(per_run.get(baseline, {}), per_run.get(candidate, {}), paired)
+        changed: list[ChangedPair] = []
+        first = 0 if after is None else int(after[0])
+        for position in range(first, len(candidates)):
+            resume = (str(after[1]), str(after[2])) if after is not None and position == first else None
+            changed += self._changed(baseline, candidates[position], names, resume, page_size + 1 - len(changed))
+            if len(changed) > page_size:
+                changed = changed[:page_size]
+                last = changed[-1]
+                token = codec.encode([candidates.index(last.candidate_run_id), last.name, last.pair_key], binding)
+                return Comparison(summaries, changed, token)
+        return Comparison(summaries, changed, "")
+
+    def _changed(
+        self, baseline: str, candidate: str, names: Sequence[str], resume: tuple[str, str] | None, wanted: int
+    ) -> list[ChangedPair]:
+        """Up to ``wanted`` changed pairs of one candidate in (name, pair key) order: the
+        baseline's pairs are read in primary-key order in batches, each with its candidate
+        value (one index lookup per pair), until enough differ. Bounded batches keep the plan
+        an ordered index scan whatever the planner's statistics say (without them it would
+        sort all 30,000 pairs of a run to return the first hundred)."""
+        found: list[ChangedPair] = []
+        stmt = {
+            False: _changed_batch(names, False, self._uow.dialect),
+            True: _changed_batch(names, True, self._uow.dialect),
+        }
+        while True:
+            params: dict[str, Any] = {"b_base": baseline, "b_cand": candidate, "b_batch": _CHANGE_BATCH}
+            if resume is not None:
+                params |= {"b_name": resume[0], "b_key": resume[1]}
+            rows = self._uow.conn.execute(stmt[resume is not None], params).all()
+            for r in rows:
+                if r.value is not None and r.value != r.b_value:
+                    found.append(
+                        ChangedPair(
+                            candidate, r.name, r.pair_key, r.b_trace, r.trace_id, float(r.b_value), float(r.value)
+                        )
+                    )
+                    if len(found) == wanted:
+                        return found
+            if len(rows) < _CHANGE_BATCH:
+                return found
+            resume = (rows[-1].name, rows[-1].pair_key)
+
+    def _pair_keys(self, run_id: str, names: Sequence[str]) -> dict[str, int]:
+        """Name -> the run's pair keys of that name, as counted by the last rebuild."""
+        state = self._uow.fetch(_CACHED_STATE, {"b_run": run_id})
+        if not state or state[0].pairs_generation is None:
+            raise AssertionError(f"the pairs of run {run_id!r} were never cached")  # ensure_current first
+        counts: dict[str, int] = json.loads(state[0].pair_keys)
+        return {name: n for name, n in counts.items() if not names or name in names}
 
 
-def _summaries(rows: Sequence[Any], baseline: str, candidates: Sequence[str]) -> dict[str, list[AssessmentComparison]]:
-    """Per candidate and name, from the per-(run, name) aggregates of ``_summary_of``."""
-    by_run: dict[str, dict[str, Any]] = {}
-    for aggregate in rows:
-        by_run.setdefault(aggregate.run_id, {})[aggregate.name] = aggregate
-    base = by_run.get(baseline, {})
-    out: dict[str, list[AssessmentComparison]] = {}
-    for candidate in candidates:
-        mine = by_run.get(candidate, {})
-        items = []
-        for name in sorted(set(base) | set(mine)):
-            row: Any = mine.get(name)
-            n = int(row.paired) if row is not None else 0
-            paired = row if n else None
-            items.append(
-                AssessmentComparison(
-                    name=name,
-                    paired_count=n,
-                    baseline_mean=_f(paired.b_mean) if paired else None,
-                    candidate_mean=_f(paired.c_mean) if paired else None,
-                    mean_difference=_f(paired.d_mean) if paired else None,
-                    wins=int(paired.wins) if paired else 0,
-                    losses=int(paired.losses) if paired else 0,
-                    ties=int(paired.ties) if paired else 0,
-                    baseline_only=(int(base[name].keys) if name in base else 0) - n,
-                    candidate_only=(int(row.keys) if row is not None else 0) - n,
-                )
+def _summary_items(base: dict[str, int], mine: dict[str, int], paired: Sequence[Any]) -> list[AssessmentComparison]:
+    """Per name of either run: the paired aggregates and the keys on one side only."""
+    by_name = {row.name: row for row in paired}
+    items = []
+    for name in sorted(set(base) | set(mine)):
+        row = by_name.get(name)
+        n = int(row.paired) if row is not None else 0
+        items.append(
+            AssessmentComparison(
+                name=name,
+                paired_count=n,
+                baseline_mean=_f(row.b_mean) if row is not None else None,
+                candidate_mean=_f(row.c_mean) if row is not None else None,
+                mean_difference=_f(row.d_mean) if row is not None else None,
+                wins=int(row.wins) if row is not None else 0,
+                losses=int(row.losses) if row is not None else 0,
+                ties=int(row.ties) if row is not None else 0,
+                baseline_only=base.get(name, 0) - n,
+                candidate_only=mine.get(name, 0) - n,
             )
-        out[candidate] = items
-    return out
+        )
+    return items
 
 
 def _f(value: Any) -> float | None:
@@ -289,100 +346,116 @@ def _percentiles_statement() -> sa.Select[Any]:
 _percentiles_sqlite = _percentiles_statement()
 
 
-# -- CompareRuns statements ------------------------------------------------------------------
+# -- the cache's statements ------------------------------------------------------------------
+
+_CACHED_STATE = sa.select(S.c.names_generation, S.c.trace_count, S.c.pairs_generation, S.c.pair_keys).where(
+    S.c.run_id == _P("b_run")
+)
+_CACHED_NAMES = (
+    sa.select(
+        N.c.name, N.c.count, N.c.numeric_count, N.c.mean, N.c.min, N.c.max, N.c.p50, N.c.p90, N.c.pass_rate, N.c.errors
+    )
+    .where(N.c.run_id == _P("b_run"))
+    .order_by(N.c.name)
+)
 
 
-def _text(column: Any, dialect: str) -> Any:
-    """Compare and sort text by code point on PostgreSQL too (collation "C"), as SQLite does:
-    the same order on both backends, and cheaper sorts than a linguistic collation."""
-    return column.collate("C") if dialect == "postgresql" else column
-
-
-def _paired(baseline: str, candidates: Sequence[str], names: Sequence[str], dialect: str) -> Any:
-    """One row per (run, name, pair key) of the runs compared, with the value and trace of the
-    baseline for the same (name, pair key) next to it (NULL when the baseline has none). The
-    value is the mean of the run's valid, non-error numeric feedback of that name on the traces
-    with that key (usually one trace; the smallest trace id is reported).
-
-    The baseline's value reaches the candidates' rows through a window over (name, pair key):
-    one sort of the keyed rows instead of a self-join."""
+def keyed_values(run_id: str) -> sa.Select[Any]:
+    """The run's value per (name, pair key), what ``run_result_pairs`` holds: the mean of its
+    valid, non-error numeric feedback of that name on the traces with that key (usually one
+    trace; the smallest trace id is kept). The key is the dataset record the trace was linked
+    with, else the trace's request id tag (looked up only when needed); traces with neither
+    have no key and are not paired."""
     v = numeric_view(A)
-    conditions = [A.c.run_id.in_([baseline, *candidates]), *_FEEDBACK, A.c.error.is_(None), v.is_not(None)]
-    if names:
-        conditions.append(A.c.name.in_(list(names)))
-    # The record given at link time, else the request id tag (looked up only when needed).
     request_id = (
         sa.select(TT.c.value).where(TT.c.trace_id == A.c.trace_id, TT.c.key == REQUEST_ID_TAG).scalar_subquery()
     )
-    pair_key = _text(sa.func.coalesce(L.c.dataset_record_id, request_id), dialect)
-    name, run = _text(A.c.name, dialect), _text(A.c.run_id, dialect)
+    pair_key = sa.func.coalesce(L.c.dataset_record_id, request_id)
     keyed = (
         sa.select(
-            run.label("run_id"),
-            name.label("name"),
+            A.c.name.label("name"),
             pair_key.label("pair_key"),
             sa.func.avg(v).label("value"),
             sa.func.min(A.c.trace_id).label("trace_id"),
         )
         .select_from(A.outerjoin(L, sa.and_(L.c.run_id == A.c.run_id, L.c.trace_id == A.c.trace_id)))
-        .where(*conditions)
-        .group_by(run, name, pair_key)
-        .subquery("g")
+        .where(A.c.run_id == run_id, *_FEEDBACK, A.c.error.is_(None), v.is_not(None))
+        .group_by(A.c.name, pair_key)
+        .subquery("k")
     )
-    keyed = sa.select(keyed).where(keyed.c.pair_key.is_not(None)).subquery("k")
-    window = (keyed.c.name, keyed.c.pair_key)
-    is_base = keyed.c.run_id == baseline
-    return sa.select(
-        keyed.c.run_id,
-        keyed.c.name,
-        keyed.c.pair_key,
-        keyed.c.value,
-        keyed.c.trace_id,
-        sa.func.max(sa.case((is_base, keyed.c.value))).over(partition_by=window).label("b_value"),
-        sa.func.max(sa.case((is_base, keyed.c.trace_id))).over(partition_by=window).label("b_trace"),
-    ).subquery("p")
+    return sa.select(sa.literal(run_id).label("run_id"), keyed).where(keyed.c.pair_key.is_not(None))
 
 
-def _summary_of(paired: Any) -> sa.Select[Any]:
-    """Per (run, name): keys, paired keys and the paired aggregates (the baseline's own row
-    counts its keys only)."""
-    both = paired.c.b_value.is_not(None)
-    diff = paired.c.value - paired.c.b_value
-    return sa.select(
-        paired.c.run_id,
-        paired.c.name,
-        sa.func.count().label("keys"),
-        sa.func.count(paired.c.b_value).label("paired"),
-        sa.func.avg(paired.c.b_value).label("b_mean"),
-        sa.func.avg(sa.case((both, paired.c.value))).label("c_mean"),
-        sa.func.avg(diff).label("d_mean"),
-        sa.func.sum(sa.case((diff > 0, 1), else_=0)).label("wins"),
-        sa.func.sum(sa.case((diff < 0, 1), else_=0)).label("losses"),
-        sa.func.sum(sa.case((diff == 0, 1), else_=0)).label("ties"),
-    ).group_by(paired.c.run_id, paired.c.name)
+_B, _C = P.alias("b"), P.alias("c")
 
 
-def _changes(
-    paired: Any, baseline: str, candidates: Sequence[str], after: list[Any] | None, page_size: int, dialect: str
-) -> sa.Select[Any]:
-    position = sa.case({run: i for i, run in enumerate(candidates)}, value=paired.c.run_id)
-    name, key = paired.c.name, paired.c.pair_key
-    stmt = sa.select(
-        paired.c.run_id,
-        position.label("position"),
-        name,
-        key,
-        paired.c.trace_id,
-        paired.c.value,
-        paired.c.b_trace,
-        paired.c.b_value,
-    ).where(paired.c.run_id != baseline, paired.c.b_value.is_not(None), paired.c.value != paired.c.b_value)
-    if after is not None:
-        last_position, last_name, last_key = after
-        stmt = stmt.where(
-            sa.tuple_(position, name, key)
-            > sa.tuple_(
-                sa.literal(last_position), _text(sa.literal(last_name), dialect), _text(sa.literal(last_key), dialect)
-            )
+def _merged(names: Sequence[str]) -> tuple[Any, list[Any]]:
+    """The baseline's pairs joined with one candidate's on (name, pair key)."""
+    join = _B.join(_C, sa.and_(_C.c.run_id == _P("b_cand"), _C.c.name == _B.c.name, _C.c.pair_key == _B.c.pair_key))
+    where: list[Any] = [_B.c.run_id == _P("b_base")]
+    if names:
+        where.append(_B.c.name.in_(list(names)))
+    return join, where
+
+
+def _pair_summary(names: Sequence[str]) -> sa.Select[Any]:
+    join, where = _merged(names)
+    diff = _C.c.value - _B.c.value
+    return (
+        sa.select(
+            _B.c.name,
+            sa.func.count().label("paired"),
+            sa.func.avg(_B.c.value).label("b_mean"),
+            sa.func.avg(_C.c.value).label("c_mean"),
+            sa.func.avg(diff).label("d_mean"),
+            sa.func.sum(sa.case((diff > 0, 1), else_=0)).label("wins"),
+            sa.func.sum(sa.case((diff < 0, 1), else_=0)).label("losses"),
+            sa.func.sum(sa.case((diff == 0, 1), else_=0)).label("ties"),
         )
-    return stmt.order_by(position, name, key).limit(page_size + 1)
+        .select_from(join)
+        .where(*where)
+        .group_by(_B.c.name)
+    )
+
+
+_CHANGE_BATCH = 500
+
+
+def _changed_batch(names: Sequence[str], resume: bool, dialect: str) -> sa.Select[Any]:
+    """The baseline's next pairs in (name, pair key) order (after (b_name, b_key) when
+    resuming), at most ``b_batch``, each with the candidate's value and trace for the same key
+    (NULL when the candidate has none). On PostgreSQL the lookup is a lateral subquery, which
+    the planner cannot turn into a hash join of both runs; SQLite joins by index lookups
+    anyway (and has no LATERAL)."""
+    where: list[Any] = [_B.c.run_id == _P("b_base")]
+    if names:
+        where.append(_B.c.name.in_(list(names)))
+    if resume:
+        where.append(sa.tuple_(_B.c.name, _B.c.pair_key) > sa.tuple_(_P("b_name"), _P("b_key")))
+    base = (
+        sa.select(_B.c.name, _B.c.pair_key, _B.c.value, _B.c.trace_id)
+        .where(*where)
+        .order_by(_B.c.name, _B.c.pair_key)
+        .limit(_P("b_batch"))
+        .subquery("base")
+    )
+    same_key = (_C.c.run_id == _P("b_cand"), _C.c.name == base.c.name, _C.c.pair_key == base.c.pair_key)
+    match: Any
+    if dialect == "postgresql":
+        match = sa.select(_C.c.value, _C.c.trace_id).where(*same_key).offset(0).lateral("c")
+        source = base.outerjoin(match, sa.true())
+    else:
+        match = _C
+        source = base.outerjoin(_C, sa.and_(*same_key))
+    return (
+        sa.select(
+            base.c.name,
+            base.c.pair_key,
+            base.c.trace_id.label("b_trace"),
+            base.c.value.label("b_value"),
+            match.c.trace_id,
+            match.c.value,
+        )
+        .select_from(source)
+        .order_by(base.c.name, base.c.pair_key)
+    )

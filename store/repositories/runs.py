@@ -36,6 +36,7 @@ from store.orm.traces import TraceRow
 from store.query.bulk import BulkWrite
 from store.repositories.dataset_sql import dataset_not_found, version_not_found
 from store.repositories.experiments import parse_experiment_id
+from store.repositories.run_result_cache import invalidate_runs
 from store.repositories.run_search import LM, RP, RT, RUN_COLUMNS, R, search_rows
 from store.run_domain import RUNNING, TERMINAL, NewRun, Run, RunChanges, RunDataset, RunMetric
 
@@ -266,6 +267,7 @@ class RunRepository:
                 f"{len(missing)} trace(s) do not exist: {', '.join(missing[:5])}; nothing was linked",
                 {"run_id": run_id, "trace_ids": ",".join(missing)},
             )
+        invalidate_runs(self._uow, [run_id])
 
     # -- helpers -------------------------------------------------------------------------
 

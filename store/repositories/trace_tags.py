@@ -22,6 +22,8 @@ from store.limits import TAGS_PER_ENTITY_MAX
 from store.orm.base import table
 from store.orm.traces import TraceRow, TraceTagRow
 from store.query.bulk import BulkWrite
+from store.repositories.run_result_cache import invalidate_traces
+from store.repositories.run_results import REQUEST_ID_TAG
 from store.spans import TRACE_NAME_TAG
 
 if TYPE_CHECKING:
@@ -65,6 +67,9 @@ def set_trace_tags(
             f"trace {over.trace_id!r} would have {over.n} tags; at most {TAGS_PER_ENTITY_MAX}",
             {"trace_id": over.trace_id, "limit": str(TAGS_PER_ENTITY_MAX)},
         )
+    invalidate_traces(
+        uow, [t for t in trace_ids if REQUEST_ID_TAG in tags.get(t, {}) or REQUEST_ID_TAG in defaults.get(t, {})]
+    )
     names = [{"b_id": t, "b_name": tags[t][TRACE_NAME_TAG]} for t in trace_ids if TRACE_NAME_TAG in tags.get(t, {})]
     if names:
         uow.fetch_many(_NAME, names)

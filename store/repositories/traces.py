@@ -36,6 +36,8 @@ from store.limits import SPANS_PER_TRACE_MAX, TAGS_PER_ENTITY_MAX
 from store.orm.base import table
 from store.orm.traces import SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
 from store.query.bulk import BulkUpdate, BulkWrite
+from store.repositories.run_result_cache import invalidate_traces
+from store.repositories.run_results import REQUEST_ID_TAG
 from store.spans import PROMOTED_METADATA, TRACE_NAME_TAG, aggregate_usage, preview
 
 if TYPE_CHECKING:
@@ -414,6 +416,8 @@ class TraceMutations:
     def delete_tag(self, trace_id: str, key: str, now_ms: int) -> None:
         self._lock_writable(trace_id)
         self._conn.execute(_DELETE_TAG, {"b_id": trace_id, "b_key": key})
+        if key == REQUEST_ID_TAG:
+            invalidate_traces(self._uow, [trace_id])
         changes: dict[str, Any] = {"update_time": now_ms}
         if key == TRACE_NAME_TAG:
             changes["name"] = self._conn.execute(_ROOT_NAME, {"b_id": trace_id}).scalar()
@@ -446,6 +450,7 @@ class TraceMutations:
         doomed = list(self._conn.execute(lock).scalars())
         if not doomed:
             return 0
+        invalidate_traces(self._uow, doomed)
         stmt = sa.delete(TR).where(TR.c.trace_id.in_(doomed))
         return int(self._conn.execute(stmt).rowcount)
 
@@ -470,6 +475,8 @@ class TraceMutations:
         if not tags:
             return {}
         _UPSERT_TAGS.run(self._uow, [(trace_id, k, v) for k, v in sorted(tags.items())])
+        if REQUEST_ID_TAG in tags:
+            invalidate_traces(self._uow, [trace_id])
         count = self._conn.execute(_COUNT_TAGS, {"b_id": trace_id}).scalar_one()
         if count > TAGS_PER_ENTITY_MAX:
             raise ResourceExhausted(

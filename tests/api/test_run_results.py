@@ -12,10 +12,14 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.struct_pb2 import Value
 
 from mlgenai.client import Client, assessment, new_trace_id
 from mlgenai.v1 import (
     analytics_service_pb2 as pb,
+    assessment_pb2 as apb,
+    assessment_service_pb2 as aspb,
     evaluation_run_pb2 as rpb,
     evaluation_run_service_pb2 as rs,
     trace_service_pb2 as tpb,
@@ -23,6 +27,10 @@ from mlgenai.v1 import (
 from tests.helpers import expect_error
 
 REQUEST_ID = "mlflow.eval.requestId"
+
+
+def struct_value(number: float) -> Value:
+    return Value(number_value=number)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -70,6 +78,7 @@ class Feedback:
     run_id: str
     error: bool = False
     valid: bool = True
+    assessment_id: str = ""
 
 
 @dataclass
@@ -80,6 +89,8 @@ class World:
     # (run, trace) -> pair key given at link time; trace -> request id tag
     records: dict[tuple[str, str], str] = field(default_factory=dict)
     request_ids: dict[str, str] = field(default_factory=dict)
+    # overriding assessment id -> the run feedback it made invalid
+    overrides: dict[str, Feedback] = field(default_factory=dict)
 
 
 VALUES: list[Any] = [0.0, 0.25, 1, 3.5, -2, True, False, "yes", "No", "YES", "maybe", [1, 2], {"a": 1}]
@@ -121,10 +132,13 @@ def build_world(client: Client, seed: int, runs: int = 3, traces_per_run: int = 
             batch.append((assessment(trace_id, "accuracy", 100.0), None))
         created = client.log_assessments([msg for msg, _ in batch])
         runs_feedback = [(made, f) for made, (_, f) in zip(created, batch, strict=True) if f is not None]
+        for made, f in runs_feedback:
+            f.assessment_id = made["assessment_id"]
         world.feedback.extend(f for _, f in runs_feedback)
         # invalidate some of it through overrides (the overriding assessment belongs to no run)
         for made, f in rng.sample(runs_feedback, 2):
-            client.log_feedback(made["trace_id"], made["name"], 42.0, overrides=made["assessment_id"])
+            override = client.log_feedback(made["trace_id"], made["name"], 42.0, overrides=made["assessment_id"])
+            world.overrides[override["assessment_id"]] = f
             f.valid = False
         request = tpb.LinkTracesToRunRequest(
             run_id=run, trace_ids=list(linked), dataset_record_ids={t: k for t, k in linked.items() if k}
@@ -162,7 +176,10 @@ def optional(msg: Any, name: str) -> float | None:
 
 
 def test_run_results_match_brute_force(client: Client) -> None:
-    world = build_world(client, seed=7)
+    assert_results(client, build_world(client, seed=7))
+
+
+def assert_results(client: Client, world: World) -> None:
     for run in world.runs:
         got = client.analytics.GetRunResults(pb.GetRunResultsRequest(run_id=run))
         want = expected_results(world, run)
@@ -196,7 +213,10 @@ def pair_values(world: World, run: str) -> dict[tuple[str, str], tuple[float, st
 
 
 def test_compare_runs_matches_brute_force_across_pages(client: Client) -> None:
-    world = build_world(client, seed=11, runs=3, traces_per_run=16)
+    assert_comparison(client, build_world(client, seed=11, runs=3, traces_per_run=16))
+
+
+def assert_comparison(client: Client, world: World, *, expect_changes: bool = True) -> None:
     baseline, *candidates = world.runs
     base = pair_values(world, baseline)
     pages = []
@@ -246,7 +266,7 @@ def test_compare_runs_matches_brute_force_across_pages(client: Client) -> None:
     for got, want in zip(got_changes, want_changes, strict=True):
         assert got[:5] == want[:5]
         assert close(got[5], want[5]) and close(got[6], want[6])
-    assert want_changes, "the generated data should contain changed pairs"
+    assert want_changes or not expect_changes, "the generated data should contain changed pairs"
 
 
 def pair_of(p: pb.ChangedPair) -> tuple[float, float]:
@@ -332,3 +352,64 @@ def test_run_status_is_not_needed_for_results(client: Client) -> None:
     got = client.analytics.GetRunResults(pb.GetRunResultsRequest(run_id=run))
     assert got.trace_count == expected_results(world, run)["trace_count"]
     assert rpb.RunStatus.Name(client.runs.GetRun(rs.GetRunRequest(run_id=run)).status) == "RUN_STATUS_RUNNING"
+
+
+def test_results_follow_every_kind_of_write(client: Client) -> None:
+    """Results and comparisons are served from a per-run cache: after each kind of write that
+    changes them, the next read matches the brute-force computation again."""
+    world = build_world(client, seed=23, runs=2, traces_per_run=12)
+    rng = random.Random(23)
+
+    def check() -> None:
+        assert_results(client, world)
+        assert_comparison(client, world, expect_changes=False)
+
+    check()  # fills the cache
+    run = world.runs[1]
+    live = [f for f in world.feedback if f.valid and not f.error]
+    # new feedback in a run
+    trace = next(f.trace_id for f in live if f.run_id == run)
+    made = client.log_feedback(trace, "tone", 0.125, run_id=run)
+    world.feedback.append(Feedback(trace, "tone", 0.125, run, assessment_id=made["assessment_id"]))
+    check()
+    # a changed value
+    target = next(f for f in live if f.run_id == run and isinstance(f.value, float))
+    update = apb.Assessment(assessment_id=target.assessment_id, feedback=apb.Feedback(value=struct_value(7.5)))
+    client.assessments.UpdateAssessment(
+        aspb.UpdateAssessmentRequest(assessment=update, update_mask=FieldMask(paths=["feedback"]))
+    )
+    target.value = 7.5
+    check()
+    # a deleted assessment
+    doomed = next(f for f in live if f.run_id == run and f is not target and f.assessment_id not in world.overrides)
+    client.delete_assessment(doomed.assessment_id)
+    world.feedback.remove(doomed)
+    check()
+    # an override of a run's feedback, then deleting the override restores it
+    victim = next(f for f in world.feedback if f.run_id == world.runs[0] and f.valid and not f.error)
+    override = client.log_feedback(victim.trace_id, victim.name, -1.0, overrides=victim.assessment_id)
+    victim.valid = False
+    check()
+    client.delete_assessment(override["assessment_id"])
+    victim.valid = True
+    check()
+    # links: a new record id for a linked trace
+    linked = sorted({t for (r, t) in world.records if r == run})
+    relink = rng.choice(linked)
+    request = tpb.LinkTracesToRunRequest(run_id=run, trace_ids=[relink], dataset_record_ids={relink: "dr-" + "f" * 32})
+    client.traces.LinkTracesToRun(request)
+    world.records[(run, relink)] = "dr-" + "f" * 32
+    check()
+    # the request id tag: set on an unlinked trace, changed, removed
+    tagged = next(f.trace_id for f in world.feedback if f.run_id == run and (run, f.trace_id) not in world.records)
+    client.set_trace_tag(tagged, REQUEST_ID, "req-new")
+    world.request_ids[tagged] = "req-new"
+    check()
+    client.delete_trace_tag(tagged, REQUEST_ID)
+    world.request_ids.pop(tagged)
+    check()
+    # deleted traces take their assessments with them
+    gone = sorted({f.trace_id for f in world.feedback if f.run_id == world.runs[0]})[:3]
+    client.delete_traces(world.experiment_id, gone)
+    world.feedback = [f for f in world.feedback if f.trace_id not in gone]
+    check()

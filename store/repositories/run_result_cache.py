@@ -1,0 +1,148 @@
+"""Keeping the run result cache current (``run_result_state``; SPEC §7).
+
+**Invalidation.** Every write that can change a run's results calls ``invalidate_runs`` (or
+``invalidate_traces``) in its own transaction: creating, updating, overriding or deleting an
+assessment with a ``run_id``, linking traces to a run, setting or removing a trace's
+``mlflow.eval.requestId`` tag, deleting traces. It upserts the runs' state rows and raises their
+``generation``; the row lock it takes is held to commit, so a rebuild running at the same time
+either waits for the write (and sees it) or finishes first (and its generation is outdated by
+the time the write commits).
+
+**Rebuild.** ``ensure_current(db, part, run_ids)`` finds the runs whose part (summaries for
+GetRunResults, keyed pairs for CompareRuns: each reader pays only for its own) was computed
+from an older generation and rebuilds each in a write transaction: lock the state row,
+recompute with the live statements of ``run_results.py``, replace the cached rows and record
+the generation computed from. Two readers rebuilding the same run serialize on the state row;
+the second finds it current and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from store.orm.base import table
+from store.orm.runs import RunResultNameRow, RunResultPairRow, RunResultStateRow, RunRow
+from store.orm.traces import AssessmentRow
+from store.repositories.run_results import keyed_values
+
+if TYPE_CHECKING:
+    from store.uow import Database, UnitOfWork
+
+S = table(RunResultStateRow)
+N = table(RunResultNameRow)
+P = table(RunResultPairRow)
+R = table(RunRow)
+A = table(AssessmentRow)
+_P = sa.bindparam
+
+
+def _upsert(dialect: str, run_ids: Sequence[str], bump: bool) -> Any:
+    """State rows for the existing runs among ``run_ids``: new ones at generation 1 (bump) or
+    0; existing ones raised by one (bump) or left alone."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    source = sa.select(R.c.run_id, sa.literal(1 if bump else 0)).where(R.c.run_id.in_(run_ids)).order_by(R.c.run_id)
+    stmt = insert(S).from_select([S.c.run_id, S.c.generation], source)
+    if bump:
+        return stmt.on_conflict_do_update(index_elements=[S.c.run_id], set_={"generation": S.c.generation + 1})
+    return stmt.on_conflict_do_nothing(index_elements=[S.c.run_id])
+
+
+def invalidate_runs(uow: UnitOfWork, run_ids: Iterable[str | None]) -> None:
+    """Mark the runs' cached results outdated (in the caller's transaction)."""
+    ids = sorted({run_id for run_id in run_ids if run_id})
+    if ids:
+        uow.conn.execute(_upsert(uow.dialect, ids, bump=True))
+
+
+def invalidate_traces(uow: UnitOfWork, trace_ids: Iterable[str]) -> None:
+    """Mark outdated the runs that have assessments on these traces."""
+    ids = sorted(set(trace_ids))
+    if not ids:
+        return
+    runs = uow.conn.execute(
+        sa.select(A.c.run_id).where(A.c.trace_id.in_(ids), A.c.run_id.is_not(None)).distinct()
+    ).scalars()
+    invalidate_runs(uow, list(runs))
+
+
+NAMES, PAIRS = "names", "pairs"
+_DONE = {NAMES: S.c.names_generation, PAIRS: S.c.pairs_generation}
+
+
+def _outdated(part: str) -> sa.Select[Any]:
+    return sa.select(R.c.run_id).where(
+        R.c.run_id.in_(_P("b_runs", expanding=True)),
+        ~sa.exists().where(S.c.run_id == R.c.run_id, _DONE[part] == S.c.generation),
+    )
+
+
+_OUTDATED = {part: _outdated(part) for part in _DONE}
+
+
+def ensure_current(db: Database, part: str, run_ids: Sequence[str]) -> None:
+    """Rebuild ``part`` (NAMES: GetRunResults' summaries; PAIRS: CompareRuns' keyed values) of
+    those of the runs whose cache is outdated (missing runs are left to the reader's
+    RUN_NOT_FOUND)."""
+    outdated = db.read(lambda uow: list(uow.conn.execute(_OUTDATED[part], {"b_runs": list(run_ids)}).scalars()))
+    for run_id in sorted(outdated):
+        db.write(partial(rebuild, part=part, run_id=run_id))
+
+
+_STATE = sa.select(S.c.generation, S.c.names_generation, S.c.pairs_generation).where(S.c.run_id == _P("b_run"))
+
+
+def rebuild(uow: UnitOfWork, *, part: str, run_id: str) -> None:
+    conn = uow.conn
+    conn.execute(_upsert(uow.dialect, [run_id], bump=False))
+    lock = _STATE.with_for_update() if uow.dialect == "postgresql" else _STATE
+    state = conn.execute(lock, {"b_run": run_id}).first()
+    if state is None:
+        return  # no such run
+    if part == NAMES and state.names_generation != state.generation:
+        _rebuild_names(uow, run_id, state.generation)
+    elif part == PAIRS and state.pairs_generation != state.generation:
+        _rebuild_pairs(uow, run_id, state.generation)
+
+
+def _rebuild_names(uow: UnitOfWork, run_id: str, generation: int) -> None:
+    results = uow.run_results.live_results(run_id)
+    conn = uow.conn
+    conn.execute(sa.delete(N).where(N.c.run_id == run_id))
+    if results.assessments:
+        conn.execute(
+            sa.insert(N),
+            [
+                {
+                    "run_id": run_id,
+                    "name": s.name,
+                    "count": s.count,
+                    "numeric_count": s.numeric_count,
+                    "mean": s.mean,
+                    "min": s.min,
+                    "max": s.max,
+                    "p50": s.p50,
+                    "p90": s.p90,
+                    "pass_rate": s.pass_rate,
+                    "errors": s.error_count,
+                }
+                for s in results.assessments
+            ],
+        )
+    values = {"names_generation": generation, "trace_count": results.trace_count}
+    conn.execute(sa.update(S).where(S.c.run_id == run_id).values(values))
+
+
+def _rebuild_pairs(uow: UnitOfWork, run_id: str, generation: int) -> None:
+    conn = uow.conn
+    conn.execute(sa.delete(P).where(P.c.run_id == run_id))
+    columns = ["run_id", "name", "pair_key", "value", "trace_id"]
+    conn.execute(sa.insert(P).from_select(columns, keyed_values(run_id)))
+    counts = conn.execute(sa.select(P.c.name, sa.func.count()).where(P.c.run_id == run_id).group_by(P.c.name))
+    values = {"pairs_generation": generation, "pair_keys": json.dumps({row[0]: row[1] for row in counts})}
+    conn.execute(sa.update(S).where(S.c.run_id == run_id).values(values))
