@@ -18,6 +18,7 @@ from bench.analytics_suite import analytics_workloads
 from bench.databases import SEED_PREFIX, SEED_TEAMS
 from bench.dataset_ops import dataset_workloads
 from bench.echo import METHOD as ECHO_METHOD
+from bench.labeling_suite import labeling_workloads
 from bench.ops import CreateExperiments, Cycle, Fixed, PagedSearch, Unary
 from bench.trace_suite import TraceContext, trace_workloads
 from bench.workload import Workload
@@ -112,7 +113,9 @@ def workloads(get_target_id: str, channels_per_16: int = 1, traces: TraceContext
             for c in (1, 16)
         ]
     ctx = traces or TraceContext()
-    return out + trace_workloads(ctx, chans(16)) + analytics_workloads(ctx) + dataset_workloads()
+    return (
+        out + trace_workloads(ctx, chans(16)) + analytics_workloads(ctx) + labeling_workloads(ctx) + dataset_workloads()
+    )
 
 
 def _matches(w: Workload, pattern: str) -> bool:

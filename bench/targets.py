@@ -188,6 +188,25 @@ TARGETS = (
             ),
         )
     ),
+    # -- issue 6: labeling round trips (bench.labeling_suite) ------------------------------------
+    Target(
+        "label_rate_c16",
+        "ClaimNextItem + SubmitLabels at 16 raters ≥ 500 labels/s",
+        ("label_c16",),
+        _reads("label_c16", "items_per_s"),
+        500.0,
+        True,
+        "/s",
+    ),
+    Target(
+        "label_p99_c16",
+        "ClaimNextItem + SubmitLabels at 16 raters: round trip p99 ≤ 50 ms",
+        ("label_c16",),
+        _reads("label_c16", "p99_ms"),
+        50.0,
+        False,
+        "ms",
+    ),
 )
 
 

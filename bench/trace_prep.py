@@ -23,6 +23,7 @@ import grpc
 
 from bench.analytics_prep import prepare_analytics
 from bench.databases import BenchDatabase
+from bench.labeling_suite import SESSION_ITEMS, prepare_labeling
 from bench.ops import Unary
 from bench.trace_checks import call_once
 from bench.trace_ops import TRACE_SERVICE
@@ -58,7 +59,7 @@ def prepare(
             logspans_experiment=_experiment(target, f"bench-logspans-{run}"),
             otlp_experiment=_experiment(target, f"bench-otlp-{run}"),
         )
-    if "search" in needs or "analytics" in needs:
+    if "search" in needs or "analytics" in needs or "labeling" in needs:
         experiment = _experiment(target, f"bench-search-traces-{run}")
         seeded, seconds = seed_traces(db.url, experiment, search_traces)
         ctx = replace(ctx, search_experiment=experiment)
@@ -69,6 +70,12 @@ def prepare(
             ctx = replace(ctx, baseline_run=baseline, candidate_run=candidate)
             info["analytics_prep_seconds"] = round(seconds, 2)
             log(f"two scored runs and five models in {seconds:.1f} s")
+        if "labeling" in needs:
+            started = time.perf_counter()
+            session, schema = prepare_labeling(target, experiment, list(seeded))
+            ctx = replace(ctx, labeling_session=session, labeling_schema=schema)
+            info["labeling_prep_seconds"] = round(time.perf_counter() - started, 2)
+            log(f"a labeling session of {SESSION_ITEMS:,} items in {info['labeling_prep_seconds']} s")
     if "get10k" in needs:
         batches = big_trace_batch(ctx, _experiment(target, f"bench-get-trace-{run}"))
         started = time.perf_counter()

@@ -36,6 +36,8 @@ from mlgenai.v1 import (
     evaluation_run_service_pb2_grpc,
     experiment_service_pb2,
     experiment_service_pb2_grpc,
+    labeling_service_pb2,
+    labeling_service_pb2_grpc,
     logged_model_service_pb2,
     logged_model_service_pb2_grpc,
     trace_service_pb2,
@@ -47,6 +49,7 @@ from server.servicers.analytics import AnalyticsServicer
 from server.servicers.assessments import AssessmentServicer
 from server.servicers.datasets import DatasetServicer
 from server.servicers.experiments import ExperimentServicer
+from server.servicers.labeling import LabelingServicer
 from server.servicers.logged_models import LoggedModelServicer
 from server.servicers.runs import RunServicer
 from server.servicers.traces import TraceServicer
@@ -64,6 +67,7 @@ SERVICE_NAMES = (
     logged_model_service_pb2.DESCRIPTOR.services_by_name["LoggedModelService"].full_name,
     evaluation_run_service_pb2.DESCRIPTOR.services_by_name["EvaluationRunService"].full_name,
     analytics_service_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name,
+    labeling_service_pb2.DESCRIPTOR.services_by_name["LabelingService"].full_name,
     otlp.SERVICE_NAME,
 )
 
@@ -106,6 +110,7 @@ def build_server(settings: Settings, db: Database) -> RunningServer:
     logged_model_service_pb2_grpc.add_LoggedModelServiceServicer_to_server(LoggedModelServicer(db), server)
     evaluation_run_service_pb2_grpc.add_EvaluationRunServiceServicer_to_server(RunServicer(db), server)
     analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(AnalyticsServicer(db), server)
+    labeling_service_pb2_grpc.add_LabelingServiceServicer_to_server(LabelingServicer(db), server)
     otlp.add_to_server(db, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -23,6 +23,9 @@ UNIQUE_VIOLATIONS: dict[str, Callable[[], StoreError]] = {
     "uq_experiments_name": lambda: AlreadyExists(
         "EXPERIMENT_ALREADY_EXISTS", "an experiment with this name already exists (deleted ones included)"
     ),
+    "ix_labeling_sessions_experiment_id_name": lambda: AlreadyExists(
+        "LABELING_SESSION_ALREADY_EXISTS", "a labeling session with this name already exists in the experiment"
+    ),
 }
 
 _PG_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected

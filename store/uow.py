@@ -44,6 +44,8 @@ from store.repositories.dataset_records import DatasetRecordWriter
 from store.repositories.dataset_versions import DatasetReader
 from store.repositories.datasets import DatasetRepository
 from store.repositories.experiments import ExperimentRepository
+from store.repositories.label_schemas import LabelSchemaRepository
+from store.repositories.labeling import LabelingRepository
 from store.repositories.logged_models import LoggedModelRepository
 from store.repositories.request_ids import RequestIdRepository
 from store.repositories.run_results import RunResultsReader
@@ -215,6 +217,15 @@ class UnitOfWork:
     def run_results(self) -> RunResultsReader:
         """GetRunResults, CompareRuns."""
         return RunResultsReader(self)
+
+    @cached_property
+    def label_schemas(self) -> LabelSchemaRepository:
+        return LabelSchemaRepository(self)
+
+    @cached_property
+    def labeling(self) -> LabelingRepository:
+        """Labeling sessions, items, leases, submissions."""
+        return LabelingRepository(self)
 
 
 class Database:

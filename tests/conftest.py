@@ -74,6 +74,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             # Behaviour SQLite has no counterpart for (server-side sessions, row locks…): runs
             # whenever PostgreSQL is selected, which CI always does.
             backends = [b for b in backends if b == "postgresql"]
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            # The SQLite counterpart of a postgresql_only test (e.g. one process instead of two).
+            backends = [b for b in backends if b == "sqlite"]
         metafunc.parametrize("backend", backends, scope="session")
 
 

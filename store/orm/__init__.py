@@ -11,6 +11,15 @@ from store.orm.datasets import (
     DatasetVersionRow,
 )
 from store.orm.experiments import ExperimentRow, ExperimentTagRow
+from store.orm.labeling import (
+    LabelingItemRaterRow,
+    LabelingItemRow,
+    LabelingLabelRow,
+    LabelingLeaseRow,
+    LabelingSessionRow,
+    LabelingSessionSchemaRow,
+    LabelSchemaRow,
+)
 from store.orm.models import (
     LoggedModelLatestMetricRow,
     LoggedModelMetricRow,
@@ -44,6 +53,13 @@ __all__ = [
     "DatasetVersionRow",
     "ExperimentRow",
     "ExperimentTagRow",
+    "LabelSchemaRow",
+    "LabelingItemRaterRow",
+    "LabelingItemRow",
+    "LabelingLabelRow",
+    "LabelingLeaseRow",
+    "LabelingSessionRow",
+    "LabelingSessionSchemaRow",
     "LoggedModelLatestMetricRow",
     "LoggedModelMetricRow",
     "LoggedModelNameRow",

@@ -12,7 +12,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
 def test_the_readme_has_examples() -> None:
-    assert len(BLOCKS) >= 6
+    assert len(BLOCKS) >= 7
 
 
 def test_the_python_examples_run_in_order(target: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -24,6 +24,7 @@ def test_the_python_examples_run_in_order(target: str, capsys: pytest.CaptureFix
     assert "1 1\n" in printed
     assert "{'question': 'Where is my order?'} {'answer': 'Track it at /orders'}" in printed
     assert "\n1.0\n" in printed  # the pass rate of version 2
+    assert "\n3\n" in printed  # the labeling session's completed items
     assert "candidate  assessment" in printed and "'model_id': 'm-" in printed  # map order varies
 
 

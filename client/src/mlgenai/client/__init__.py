@@ -25,6 +25,9 @@ from mlgenai.client._assessments import AssessmentsMixin, assessment
 from mlgenai.client._datasets import DatasetsMixin
 from mlgenai.client._evaluation import Evaluation, EvaluationMixin, format_comparison
 from mlgenai.client._experiments import ExperimentsMixin
+from mlgenai.client._label_schemas import LabelSchemasMixin
+from mlgenai.client._labeling import LabelingMixin
+from mlgenai.client._labeling_results import LabelingResultsMixin
 from mlgenai.client._models import LoggedModelsMixin
 from mlgenai.client._runs import RunsMixin
 from mlgenai.client._traces import TracesMixin, new_span_id, new_trace_id, span
@@ -50,6 +53,7 @@ from mlgenai.v1.assessment_service_pb2_grpc import AssessmentServiceStub
 from mlgenai.v1.evaluation_dataset_service_pb2_grpc import EvaluationDatasetServiceStub
 from mlgenai.v1.evaluation_run_service_pb2_grpc import EvaluationRunServiceStub
 from mlgenai.v1.experiment_service_pb2_grpc import ExperimentServiceStub
+from mlgenai.v1.labeling_service_pb2_grpc import LabelingServiceStub
 from mlgenai.v1.logged_model_service_pb2_grpc import LoggedModelServiceStub
 from mlgenai.v1.trace_service_pb2_grpc import TraceServiceStub
 
@@ -93,6 +97,9 @@ class Client(
     RunsMixin,
     AnalyticsMixin,
     EvaluationMixin,
+    LabelSchemasMixin,
+    LabelingMixin,
+    LabelingResultsMixin,
 ):
     """Stubs for every mlgenai service over one channel, plus dict-level helpers."""
 
@@ -105,6 +112,7 @@ class Client(
         self.models = LoggedModelServiceStub(channel)
         self.runs = EvaluationRunServiceStub(channel)
         self.analytics = AnalyticsServiceStub(channel)
+        self.labeling = LabelingServiceStub(channel)
 
     def close(self) -> None:
         self.channel.close()
