@@ -41,3 +41,18 @@ def expect_error(code: grpc.StatusCode, reason: str, call: Callable[[], Any], fi
         fields = [v.field for v in err.violations]
         assert field in fields, f"expected a violation on {field!r}, got {fields}"
     return err
+
+
+def expect_nothing_written(
+    database: Database,
+    tables: tuple[str, ...],
+    code: grpc.StatusCode,
+    reason: str,
+    call: Callable[[], Any],
+    field: str | None = None,
+) -> MlgenaiError:
+    """``expect_error``, and assert that ``tables`` hold the same rows afterwards."""
+    before = snapshot(database, *tables)
+    err = expect_error(code, reason, call, field)
+    assert snapshot(database, *tables) == before
+    return err

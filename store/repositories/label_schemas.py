@@ -87,7 +87,7 @@ class LabelSchemaRepository:
         row = self._conn.execute(_GET, {"b_id": schema_id}).first()
         if row is None:
             raise schema_not_found(schema_id)
-        return _domain(row)
+        return schema_of(row)
 
     def get_many(self, schema_ids: Sequence[str], *, lock: bool = False) -> list[LabelSchemaDef]:
         """The schemas in the order given (repeats included); NOT_FOUND for the first missing.
@@ -99,7 +99,7 @@ class LabelSchemaRepository:
         stmt = _SELECT.where(S.c.schema_id.in_(wanted))
         if lock:
             stmt = stmt.order_by(S.c.schema_id).with_for_update(read=True)
-        found = {row.schema_id: _domain(row) for row in self._conn.execute(stmt)} if wanted else {}
+        found = {row.schema_id: schema_of(row) for row in self._conn.execute(stmt)} if wanted else {}
         for schema_id in schema_ids:
             if schema_id not in found:
                 raise schema_not_found(schema_id)
@@ -111,7 +111,7 @@ class LabelSchemaRepository:
         exp = parse_experiment_id(experiment_id)
         stmt = _SELECT.where(S.c.experiment_id == exp)
         rows, token = run_search(self._uow, "ListLabelSchemas", stmt, query, _NO_FILTERS, _BY_NAME, exp)
-        return Page([_domain(r) for r in rows], token)
+        return Page([schema_of(r) for r in rows], token)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -190,7 +190,7 @@ class LabelSchemaRepository:
         row = self._conn.execute(_LOCK, {"b_id": schema_id}).first()
         if row is None:
             raise schema_not_found(schema_id)
-        return _domain(row)
+        return schema_of(row)
 
 
 def _in_use(schema: LabelSchemaDef, session_id: str) -> FailedPrecondition:
@@ -217,18 +217,22 @@ def _row(schema: LabelSchemaDef, experiment_id: int) -> dict[str, Any]:
     return values
 
 
-def _domain(row: Any) -> LabelSchemaDef:
-    (schema_id, exp, name, type_, title, instruction, comment, kind, config, created, updated) = row[:11]
+def schema_of(row: Any, prefix: str = "") -> LabelSchemaDef:
+    """A schema from a row holding the ``label_schemas`` columns, named ``<prefix><column>``."""
+
+    def col(name: str) -> Any:
+        return getattr(row, prefix + name)
+
     return LabelSchemaDef(
-        schema_id=schema_id,
-        experiment_id=str(exp),
-        name=name,
-        type=type_,
-        title=title,
-        instruction=instruction,
-        enable_comment=bool(comment),
-        input_kind=kind,
-        config=json.loads(config),
-        create_time=created,
-        update_time=updated,
+        schema_id=col("schema_id"),
+        experiment_id=str(col("experiment_id")),
+        name=col("name"),
+        type=col("type"),
+        title=col("title"),
+        instruction=col("instruction"),
+        enable_comment=bool(col("enable_comment")),
+        input_kind=col("input_kind"),
+        config=json.loads(col("input_config")),
+        create_time=int(col("create_time")),
+        update_time=int(col("update_time")),
     )

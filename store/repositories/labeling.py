@@ -74,6 +74,7 @@ from store.query.bulk import BulkWrite
 from store.query.keyset import OrderTerm, apply_keyset, binding_of, order_text, split_page
 from store.repositories.assessments import NewAssessment
 from store.repositories.experiments import parse_experiment_id
+from store.repositories.label_schemas import schema_of
 from store.repositories.traces import trace_not_found
 
 if TYPE_CHECKING:
@@ -720,7 +721,7 @@ class LabelingRepository:
             raise session_not_found(session_id)
         if rows[0].state != "open":
             raise _closed(session_id)
-        schemas = [_schema(r) for r in rows]
+        schemas = [schema_of(r, "s_") for r in rows]
         return _session(rows[0], [x.schema_id for x in schemas]), schemas
 
     def _lock_item(self, session_id: str, item_id: str) -> Any:
@@ -909,20 +910,3 @@ def _state_condition(state: str, now_ms: int) -> sa.ColumnElement[bool]:
 
 def _rater_order(mark: RaterMark) -> tuple[int, str]:
     return mark.first_time_ms, mark.rater
-
-
-def _schema(row: Any) -> LabelSchemaDef:
-    """The ``s_*`` columns of a ``_SESSION_AND_SCHEMAS`` row."""
-    return LabelSchemaDef(
-        schema_id=row.s_schema_id,
-        experiment_id=str(row.s_experiment_id),
-        name=row.s_name,
-        type=row.s_type,
-        title=row.s_title,
-        instruction=row.s_instruction,
-        enable_comment=bool(row.s_enable_comment),
-        input_kind=row.s_input_kind,
-        config=json.loads(row.s_input_config),
-        create_time=int(row.s_create_time),
-        update_time=int(row.s_update_time),
-    )

@@ -44,6 +44,7 @@ from store.orm.labeling import (
     LabelSchemaRow,
 )
 from store.repositories.dataset_sql import loads
+from store.repositories.label_schemas import schema_of
 from store.repositories.labeling import session_not_found
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ class LabelingResults:
         rows = self._conn.execute(_SESSION, {"b_id": session_id}).all()
         if not rows:
             raise session_not_found(session_id)
-        schemas = [_schema(row) for row in rows if row.schema_id is not None]
+        schemas = [schema_of(row) for row in rows if row.schema_id is not None]
         return SessionSchemas(session_id, rows[0].dataset_id or "", schemas)
 
     def agreement(self, session_id: str) -> list[SchemaAgreement]:
@@ -254,22 +255,6 @@ def _ratings_per_item(labels: Sequence[tuple[str, str, Any]]) -> dict[str, int]:
         if value is not None:
             raters[item_id].add(rater)
     return {item_id: len(r) for item_id, r in raters.items()}
-
-
-def _schema(row: Any) -> LabelSchemaDef:
-    return LabelSchemaDef(
-        schema_id=row.schema_id,
-        experiment_id=str(row.experiment_id),
-        name=row.name,
-        type=row.type,
-        title=row.title,
-        instruction=row.instruction,
-        enable_comment=bool(row.enable_comment),
-        input_kind=row.input_kind,
-        config=json.loads(row.input_config),
-        create_time=row.create_time,
-        update_time=row.update_time,
-    )
 
 
 # -- consensus -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from mlgenai.client import Client, MlgenaiError
 from mlgenai.v1 import label_schema_pb2 as lpb, labeling_service_pb2 as pb
 from store.uow import Database
 from tests.api.test_label_schemas import add_session_using
-from tests.helpers import expect_error, snapshot
+from tests.helpers import expect_nothing_written
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NF = grpc.StatusCode.NOT_FOUND
@@ -35,10 +35,7 @@ def exp_id(client: Client) -> str:
 def rejected(
     database: Database, code: grpc.StatusCode, reason: str, call: Callable[[], Any], field: str | None = None
 ) -> Any:
-    before = snapshot(database, *TABLES)
-    err = expect_error(code, reason, call, field)
-    assert snapshot(database, *TABLES) == before
-    return err
+    return expect_nothing_written(database, TABLES, code, reason, call, field)
 
 
 # -- CreateLabelSchema -----------------------------------------------------------------------

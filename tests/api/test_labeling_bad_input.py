@@ -24,7 +24,7 @@ from tests.api.labeling_support import (
     make_traces,
     setup,
 )
-from tests.helpers import expect_error, snapshot
+from tests.helpers import expect_nothing_written
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NF = grpc.StatusCode.NOT_FOUND
@@ -52,10 +52,7 @@ def item(client: Client, sid: str) -> str:
 def rejected(
     database: Database, code: grpc.StatusCode, reason: str, call: Callable[[], Any], field: str | None = None
 ) -> Any:
-    before = snapshot(database, *TABLES)
-    err = expect_error(code, reason, call, field)
-    assert snapshot(database, *TABLES) == before
-    return err
+    return expect_nothing_written(database, TABLES, code, reason, call, field)
 
 
 def seconds(value: float) -> duration_pb2.Duration:

@@ -13,7 +13,7 @@ from mlgenai.client import Client
 from mlgenai.v1 import evaluation_run_pb2 as rpb, evaluation_run_service_pb2 as pb
 from store.uow import Database
 from tests.api.run_support import RUN_TABLES, at, logged_model, ms
-from tests.helpers import expect_error, snapshot
+from tests.helpers import expect_nothing_written
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NF = grpc.StatusCode.NOT_FOUND
@@ -34,10 +34,7 @@ def run_id(client: Client, exp_id: str) -> str:
 def rejected(
     database: Database, code: grpc.StatusCode, reason: str, call: Callable[[], Any], field: str | None = None
 ) -> Any:
-    before = snapshot(database, *TABLES)
-    err = expect_error(code, reason, call, field)
-    assert snapshot(database, *TABLES) == before
-    return err
+    return expect_nothing_written(database, TABLES, code, reason, call, field)
 
 
 # -- CreateRun -------------------------------------------------------------------------------
