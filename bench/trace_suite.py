@@ -50,7 +50,7 @@ class TraceContext:
     assess_trace_ids: tuple[str, ...] = (PLACEHOLDER_TRACE,)
     baseline_run: str = "0" * 32  # the analytics runs (bench.analytics_prep)
     candidate_run: str = "1" * 32
-    labeling_session: str = "lss-" + "0" * 32  # the labeling session (bench.labeling_suite)
+    labeling_session: str = "lbs-" + "0" * 32  # the labeling session (bench.labeling_suite)
     labeling_schema: str = "ls-" + "0" * 32
 
 

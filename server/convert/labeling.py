@@ -21,7 +21,7 @@ from server.validation import Violations
 from store import labeling_domain as ld
 from store.labeling_domain import Item, LabelInput, Lease, NewSession, Session, SessionChanges, Submission
 
-SESSION_ID = re.compile(r"lss-[0-9a-f]{32}")
+SESSION_ID = re.compile(r"lbs-[0-9a-f]{32}")
 ITEM_ID = re.compile(r"lsi-[0-9a-f]{32}")
 SCHEMA_ID = re.compile(r"ls-[0-9a-f]{32}")
 
@@ -120,7 +120,7 @@ def check_id(checks: Violations, field: str, value: str, pattern: re.Pattern[str
 
 
 def check_session_id(checks: Violations, value: str, field: str = "labeling_session_id") -> None:
-    check_id(checks, field, value, SESSION_ID, "a labeling session id ('lss-' + 32 lowercase hex characters)")
+    check_id(checks, field, value, SESSION_ID, "a labeling session id ('lbs-' + 32 lowercase hex characters)")
 
 
 def check_item_id(checks: Violations, value: str, field: str = "item_id") -> None:

@@ -10,7 +10,6 @@ expectations of the same names.
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +20,7 @@ from mlgenai.v1 import evaluation_dataset_pb2 as dpb, evaluation_dataset_service
 from server.convert.common import now_ms
 from server.convert.dataset_records import RECORD_CODEC, SOURCE_TYPES_TO_PROTO, from_trace
 from server.convert.datasets import check_dataset_id, merge_response
+from server.convert.labeling import check_session_id
 from server.validation import Violations
 from store import limits
 from store.dataset_domain import RecordInput, TraceSource
@@ -28,16 +28,6 @@ from store.repositories.labeling_results import LabelingResults, SyncRecord
 from store.uow import Database, UnitOfWork
 
 Ctx = grpc.ServicerContext
-SESSION_ID = re.compile(r"lss-[0-9a-f]{32}")
-
-
-def _check_session_id(checks: Violations, value: str) -> None:
-    if not value:
-        checks.add("labeling_session_id", "required")
-    elif not SESSION_ID.fullmatch(value):
-        checks.add(
-            "labeling_session_id", f"{value[:50]!r} is not a labeling session id ('lss-' + 32 lowercase hex characters)"
-        )
 
 
 def _record_input(record: SyncRecord) -> RecordInput:
@@ -90,7 +80,7 @@ class LabelingResultMethods:
 
     def GetAgreement(self, request: pb.GetAgreementRequest, context: Ctx) -> pb.GetAgreementResponse:
         checks = Violations()
-        _check_session_id(checks, request.labeling_session_id)
+        check_session_id(checks, request.labeling_session_id)
         checks.raise_if_any()
         found = self.db.read(lambda uow: LabelingResults(uow).agreement(request.labeling_session_id))
         response = pb.GetAgreementResponse()
@@ -111,7 +101,7 @@ class LabelingResultMethods:
 
     def SyncToDataset(self, request: pb.SyncToDatasetRequest, context: Ctx) -> pb.SyncToDatasetResponse:
         checks = Violations()
-        _check_session_id(checks, request.labeling_session_id)
+        check_session_id(checks, request.labeling_session_id)
         if request.dataset_id:
             check_dataset_id(checks, request.dataset_id)
         checks.raise_if_any()

@@ -18,7 +18,7 @@ from store.orm.base import AutoIncrementId, Base
 from store.orm.traces import TRACE_ID_LEN
 
 SCHEMA_ID_LEN = 35  # "ls-" + 32 hex
-SESSION_ID_LEN = 36  # "lss-" + 32 hex
+SESSION_ID_LEN = 36  # "lbs-" + 32 hex
 ITEM_ID_LEN = 36  # "lsi-" + 32 hex
 RATER_LEN = 250
 

@@ -342,7 +342,7 @@ def _dumps(value: Any) -> str:
 
 
 def new_session_id() -> str:
-    return "lss-" + uuid.uuid4().hex
+    return "lbs-" + uuid.uuid4().hex
 
 
 def new_item_id() -> str:

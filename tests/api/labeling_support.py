@@ -21,7 +21,7 @@ LABELING_TABLES = (
     "labeling_leases",
 )
 TABLES = (*LABELING_TABLES, "assessments")
-MISSING_SESSION = "lss-" + "0" * 32
+MISSING_SESSION = "lbs-" + "0" * 32
 MISSING_ITEM = "lsi-" + "0" * 32
 MISSING_SCHEMA = "ls-" + "0" * 32
 

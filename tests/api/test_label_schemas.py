@@ -30,7 +30,7 @@ def exp_id(client: Client) -> str:
 
 def add_session_using(db: Database, exp_id: str, schema_id: str) -> str:
     """A labeling session row asking for ``schema_id`` (sessions have their own RPCs elsewhere)."""
-    session_id = "lss-" + "a" * 32
+    session_id = "lbs-" + "a" * 32
     with db.engine.begin() as conn:
         conn.execute(
             sa.text(

@@ -23,7 +23,7 @@ FP = grpc.StatusCode.FAILED_PRECONDITION
 TABLES = ("label_schemas", "labeling_sessions", "labeling_session_schemas", "experiments")
 FEEDBACK = lpb.LABEL_SCHEMA_TYPE_FEEDBACK
 MALFORMED_IDS = ["", "ls-" + "0" * 31, "ls-" + "0" * 33, "ls-" + "A" * 32, "LS-" + "0" * 32, "0" * 32,
-                 "lss-" + "0" * 32, "ls-" + "g" * 32, " ls-" + "0" * 32]  # fmt: skip
+                 "lbs-" + "0" * 32, "ls-" + "g" * 32, " ls-" + "0" * 32]  # fmt: skip
 MISSING_ID = "ls-" + "0" * 32
 
 

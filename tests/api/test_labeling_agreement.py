@@ -144,10 +144,10 @@ def test_agreement_bad_requests(client: Client) -> None:
     expect_error(
         grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", lambda: get_agreement(client, ""), "labeling_session_id"
     )
-    for bad in ("lss-123", "lss-" + "A" * 32, "lbs-" + "0" * 32, "lss-" + "0" * 32 + " "):
+    for bad in ("lbs-123", "lbs-" + "A" * 32, "lss-" + "0" * 32, "lbs-" + "0" * 32 + " "):
         call: Callable[[], Any] = partial(get_agreement, client, bad)
         expect_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", call, "labeling_session_id")
     err = expect_error(
-        grpc.StatusCode.NOT_FOUND, "LABELING_SESSION_NOT_FOUND", lambda: get_agreement(client, "lss-" + "0" * 32)
+        grpc.StatusCode.NOT_FOUND, "LABELING_SESSION_NOT_FOUND", lambda: get_agreement(client, "lbs-" + "0" * 32)
     )
-    assert err.metadata["labeling_session_id"] == "lss-" + "0" * 32
+    assert err.metadata["labeling_session_id"] == "lbs-" + "0" * 32

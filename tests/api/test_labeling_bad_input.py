@@ -29,7 +29,7 @@ from tests.helpers import expect_nothing_written
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NF = grpc.StatusCode.NOT_FOUND
 FP = grpc.StatusCode.FAILED_PRECONDITION
-MALFORMED_SESSION_IDS = ["", "lss-123", "lss-" + "A" * 32, "lsi-" + "0" * 32, "0" * 32, "lss-" + "0" * 33]
+MALFORMED_SESSION_IDS = ["", "lbs-123", "lbs-" + "A" * 32, "lsi-" + "0" * 32, "0" * 32, "lbs-" + "0" * 33]
 
 
 @pytest.fixture

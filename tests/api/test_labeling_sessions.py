@@ -58,7 +58,7 @@ def test_create_returns_every_field(client: Client, s: Setup) -> None:
     )
     after = now()
     sid = session["labeling_session_id"]
-    assert sid.startswith("lss-") and len(sid) == 36 and int(sid[4:], 16) >= 0 and sid == sid.lower()
+    assert sid.startswith("lbs-") and len(sid) == 36 and int(sid[4:], 16) >= 0 and sid == sid.lower()
     assert session["experiment_id"] == s.exp
     assert session["name"] == "review"
     assert session["instructions"] == "be kind"

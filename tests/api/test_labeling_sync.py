@@ -18,7 +18,7 @@ from tests.helpers import count_rows, expect_error, snapshot
 
 SESSION_TAG = "mlgenai.labeling.session"
 DISAGREE = "mlgenai.labeling.disagreement."
-MISSING_SESSION = "lss-" + "0" * 32
+MISSING_SESSION = "lbs-" + "0" * 32
 MISSING_DATASET = "d-" + "0" * 32
 
 
@@ -245,7 +245,7 @@ def test_sync_errors_write_nothing(client: Client, database: Database) -> None:
 
     invalid, nf, fp = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION
     expect_error(invalid, "INVALID_FIELD", lambda: sync(client, ""), "labeling_session_id")
-    expect_error(invalid, "INVALID_FIELD", lambda: sync(client, "lss-xyz", ds), "labeling_session_id")
+    expect_error(invalid, "INVALID_FIELD", lambda: sync(client, "lbs-xyz", ds), "labeling_session_id")
     expect_error(invalid, "INVALID_FIELD", lambda: sync(client, no_dataset, "d-123"), "dataset_id")
     expect_error(invalid, "INVALID_FIELD", lambda: sync(client, no_dataset, ds.upper()), "dataset_id")
     err = expect_error(nf, "LABELING_SESSION_NOT_FOUND", lambda: sync(client, MISSING_SESSION, ds))

@@ -106,7 +106,7 @@ class LabelingSession(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
     labeling_session_id: _builtins.str
-    """Output only. "lss-" followed by 32 lowercase hex digits."""
+    """Output only. "lbs-" followed by 32 lowercase hex digits."""
     experiment_id: _builtins.str
     """The experiment the session belongs to (its traces and schemas)."""
     name: _builtins.str
