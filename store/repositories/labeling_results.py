@@ -45,7 +45,7 @@ from store.orm.labeling import (
 )
 from store.repositories.dataset_sql import loads
 from store.repositories.label_schemas import schema_of
-from store.repositories.labeling import session_not_found
+from store.repositories.labeling_sql import session_not_found
 
 if TYPE_CHECKING:
     from store.uow import UnitOfWork
@@ -198,7 +198,7 @@ class LabelingResults:
     def sync_records(self, session: SessionSchemas) -> list[SyncRecord]:
         """One record per COMPLETED item, in item order (see the module docstring).
 
-        NOT_FOUND (RECORD_NOT_FOUND) when an item's dataset record no longer exists.
+        NOT_FOUND (DATASET_RECORD_NOT_FOUND) when an item's dataset record no longer exists.
         """
         session_id = session.labeling_session_id
         items = self._conn.execute(_COMPLETED_ITEMS, {"b_id": session_id}).all()
@@ -235,7 +235,7 @@ class LabelingResults:
 def _fill_from_record(record: SyncRecord, item: Any, content: dict[str, Any] | None) -> None:
     if content is None:
         raise NotFound(
-            "RECORD_NOT_FOUND",
+            "DATASET_RECORD_NOT_FOUND",
             f"item {item.item_id!r} shows record {item.dataset_record_id!r} of dataset {item.dataset_id!r}, "
             "which no longer exists; remove the item to sync the session",
             {"item_id": item.item_id, "dataset_id": item.dataset_id, "dataset_record_id": item.dataset_record_id},

@@ -256,7 +256,7 @@ def test_add_items_missing_or_foreign_traces(client: Client, database: Database,
     rejected(database, FP, "TRACE_NOT_IN_EXPERIMENT", add(client, sid, [trace_source(fresh[1]), trace_source(foreign)]))
     ds = client.create_dataset("golden", experiment_ids=[s.exp])["dataset_id"]
     client.merge_records(ds, [{"inputs": {"q": 1}}])
-    rejected(database, NF, "RECORD_NOT_FOUND", add(client, sid, [record_source(ds, "dr-" + "0" * 32)]))
+    rejected(database, NF, "DATASET_RECORD_NOT_FOUND", add(client, sid, [record_source(ds, "dr-" + "0" * 32)]))
     rejected(database, NF, "DATASET_NOT_FOUND", add(client, sid, [record_source("d-" + "0" * 32, "dr-" + "0" * 32)]))
 
 

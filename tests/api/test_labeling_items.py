@@ -104,7 +104,7 @@ def test_deleted_record_is_not_found(client: Client, s: Setup) -> None:
     (record,) = [r["dataset_record_id"] for r in client.iter_records(ds)]
     client.delete_records(ds, [record])
     sid = make_session(client, s, add=0)["labeling_session_id"]
-    expect_error(NF, "RECORD_NOT_FOUND", lambda: client.add_items(sid, records=[(ds, record)]))
+    expect_error(NF, "DATASET_RECORD_NOT_FOUND", lambda: client.add_items(sid, records=[(ds, record)]))
     expect_error(NF, "DATASET_NOT_FOUND", lambda: client.add_items(sid, records=[("d-" + "0" * 32, record)]))
 
 

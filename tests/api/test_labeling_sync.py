@@ -206,7 +206,7 @@ def test_sync_record_items_even_counts_and_other_dataset(client: Client, databas
     # A record deleted since: the sync fails, and writes nothing.
     client.delete_records(source, [record_ids[1]])
     before = snapshot(database, *DATASET_TABLES)
-    err = expect_error(grpc.StatusCode.NOT_FOUND, "RECORD_NOT_FOUND", lambda: sync(client, sid, other))
+    err = expect_error(grpc.StatusCode.NOT_FOUND, "DATASET_RECORD_NOT_FOUND", lambda: sync(client, sid, other))
     assert err.metadata["dataset_record_id"] == record_ids[1]
     assert snapshot(database, *DATASET_TABLES) == before
 

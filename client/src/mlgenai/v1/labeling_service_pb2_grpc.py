@@ -250,7 +250,7 @@ class LabelingServiceServicer:
         """Adds traces or dataset records as items, at most 1,000 per call, in the order given
         after the existing items. An item already in the session is not added twice.
         Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (LABELING_SESSION_NOT_FOUND,
-        TRACE_NOT_FOUND, DATASET_NOT_FOUND, RECORD_NOT_FOUND), FAILED_PRECONDITION
+        TRACE_NOT_FOUND, DATASET_NOT_FOUND, DATASET_RECORD_NOT_FOUND), FAILED_PRECONDITION
         (SESSION_CLOSED, TRACE_NOT_IN_EXPERIMENT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -339,7 +339,9 @@ class LabelingServiceServicer:
         submitted value), and where raters disagreed a record tag
         `mlgenai.labeling.disagreement.<schema name>` with the values given.
         Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (LABELING_SESSION_NOT_FOUND,
-        DATASET_NOT_FOUND), FAILED_PRECONDITION (NO_DATASET).
+        DATASET_NOT_FOUND; DATASET_RECORD_NOT_FOUND when a record item's record was deleted),
+        FAILED_PRECONDITION (NO_DATASET; TRACE_HAS_NO_INPUTS when a trace item's root span has
+        no inputs to make a record of).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

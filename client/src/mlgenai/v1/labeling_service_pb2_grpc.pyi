@@ -103,7 +103,7 @@ class LabelingServiceStub:
     """Adds traces or dataset records as items, at most 1,000 per call, in the order given
     after the existing items. An item already in the session is not added twice.
     Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (LABELING_SESSION_NOT_FOUND,
-    TRACE_NOT_FOUND, DATASET_NOT_FOUND, RECORD_NOT_FOUND), FAILED_PRECONDITION
+    TRACE_NOT_FOUND, DATASET_NOT_FOUND, DATASET_RECORD_NOT_FOUND), FAILED_PRECONDITION
     (SESSION_CLOSED, TRACE_NOT_IN_EXPERIMENT).
     """
     RemoveItems: _grpc.UnaryUnaryMultiCallable[_labeling_service_pb2.RemoveItemsRequest, _labeling_service_pb2.RemoveItemsResponse]
@@ -160,7 +160,9 @@ class LabelingServiceStub:
     submitted value), and where raters disagreed a record tag
     `mlgenai.labeling.disagreement.<schema name>` with the values given.
     Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (LABELING_SESSION_NOT_FOUND,
-    DATASET_NOT_FOUND), FAILED_PRECONDITION (NO_DATASET).
+    DATASET_NOT_FOUND; DATASET_RECORD_NOT_FOUND when a record item's record was deleted),
+    FAILED_PRECONDITION (NO_DATASET; TRACE_HAS_NO_INPUTS when a trace item's root span has
+    no inputs to make a record of).
     """
 
 @_typing.type_check_only
@@ -234,7 +236,7 @@ class LabelingServiceAsyncStub(LabelingServiceStub):
     """Adds traces or dataset records as items, at most 1,000 per call, in the order given
     after the existing items. An item already in the session is not added twice.
     Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (LABELING_SESSION_NOT_FOUND,
-    TRACE_NOT_FOUND, DATASET_NOT_FOUND, RECORD_NOT_FOUND), FAILED_PRECONDITION
+    TRACE_NOT_FOUND, DATASET_NOT_FOUND, DATASET_RECORD_NOT_FOUND), FAILED_PRECONDITION
     (SESSION_CLOSED, TRACE_NOT_IN_EXPERIMENT).
     """
     RemoveItems: _aio.UnaryUnaryMultiCallable[_labeling_service_pb2.RemoveItemsRequest, _labeling_service_pb2.RemoveItemsResponse]  # type: ignore[assignment]
@@ -291,7 +293,9 @@ class LabelingServiceAsyncStub(LabelingServiceStub):
     submitted value), and where raters disagreed a record tag
     `mlgenai.labeling.disagreement.<schema name>` with the values given.
     Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (LABELING_SESSION_NOT_FOUND,
-    DATASET_NOT_FOUND), FAILED_PRECONDITION (NO_DATASET).
+    DATASET_NOT_FOUND; DATASET_RECORD_NOT_FOUND when a record item's record was deleted),
+    FAILED_PRECONDITION (NO_DATASET; TRACE_HAS_NO_INPUTS when a trace item's root span has
+    no inputs to make a record of).
     """
 
 class LabelingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -428,7 +432,7 @@ class LabelingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Adds traces or dataset records as items, at most 1,000 per call, in the order given
         after the existing items. An item already in the session is not added twice.
         Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (LABELING_SESSION_NOT_FOUND,
-        TRACE_NOT_FOUND, DATASET_NOT_FOUND, RECORD_NOT_FOUND), FAILED_PRECONDITION
+        TRACE_NOT_FOUND, DATASET_NOT_FOUND, DATASET_RECORD_NOT_FOUND), FAILED_PRECONDITION
         (SESSION_CLOSED, TRACE_NOT_IN_EXPERIMENT).
         """
 
@@ -533,7 +537,9 @@ class LabelingServiceServicer(metaclass=_abc_1.ABCMeta):
         submitted value), and where raters disagreed a record tag
         `mlgenai.labeling.disagreement.<schema name>` with the values given.
         Errors: INVALID_ARGUMENT (INVALID_FIELD), NOT_FOUND (LABELING_SESSION_NOT_FOUND,
-        DATASET_NOT_FOUND), FAILED_PRECONDITION (NO_DATASET).
+        DATASET_NOT_FOUND; DATASET_RECORD_NOT_FOUND when a record item's record was deleted),
+        FAILED_PRECONDITION (NO_DATASET; TRACE_HAS_NO_INPUTS when a trace item's root span has
+        no inputs to make a record of).
         """
 
 def add_LabelingServiceServicer_to_server(servicer: LabelingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
