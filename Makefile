@@ -9,7 +9,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help install run migrate proto proto-check lint format typecheck buf-lint buf-breaking test test-sqlite test-pg bench client-wheel client-check ci clean
+.PHONY: help install run migrate proto proto-check lint format typecheck buf-lint buf-breaking test test-sqlite test-pg bench load client-wheel client-check ci clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -51,7 +51,7 @@ format: $(STAMP) ## format the code
 	$(BIN)/ruff check --fix .
 
 typecheck: $(STAMP) ## mypy --strict on server, store and the client's hand-written code
-	$(BIN)/mypy server store client/src/mlgenai/client bench
+	$(BIN)/mypy server store client/src/mlgenai/client bench loadtest
 
 lint: $(STAMP) proto-check buf-lint buf-breaking typecheck ## everything CI checks besides tests
 	$(BIN)/ruff check .
@@ -68,6 +68,9 @@ test-pg: $(STAMP) ## the suite on PostgreSQL only
 
 bench: $(STAMP) ## benchmarks on SQLite and PostgreSQL (prints a table, writes bench/results/*.json)
 	$(PY) -m bench $(ARGS)
+
+load: $(STAMP) ## load a running server: make load ARGS="--target 127.0.0.1:50051 --scenario mix --rate 200"
+	$(PY) -m loadtest $(ARGS)
 
 client-wheel: $(STAMP) ## build the mlgenai-client wheel into client/dist
 	rm -rf client/dist

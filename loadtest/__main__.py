@@ -1,0 +1,5 @@
+"""``python -m loadtest --help``."""
+
+from loadtest.cli import main
+
+raise SystemExit(main())
