@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -110,15 +109,12 @@ def test_open_loop_counts_arrivals_beyond_concurrency_as_late_without_waiting() 
         in_flight -= 1
 
     sink = Sink()
-    began = time.perf_counter()
     stats = asyncio.run(open_loop(slow, rate=100, duration_s=1.0, concurrency=3, sink=sink, poisson=False))
-    elapsed = time.perf_counter() - began
 
     assert 98 <= stats.arrivals <= 100 and len(sink.arrivals) == stats.arrivals
     assert most == 3 and 9 <= stats.started <= 15
     assert stats.late == stats.arrivals - stats.started == sum(late for _, late in sink.arrivals)
     assert stats.schedule_s < 1.15  # the schedule was kept: late arrivals did not block it
-    assert elapsed < 1.5  # plus the drain of the last calls (0.3 s)
     times = [at for at, _ in sink.arrivals]
     assert times == sorted(times) and times[1] - times[0] == pytest.approx(0.01)
 

@@ -43,12 +43,10 @@ def test_calls_beyond_capacity_are_refused_at_once_and_the_server_recovers(db_ur
                 if waiting() >= 0:
                     wait_for(lambda: waiting() >= THREADS)  # both threads wait on the lock
                 time.sleep(0.5)  # the other 4 are queued behind them
-                started = time.monotonic()
+                # Answered while every thread is still blocked: refused, not queued behind them.
                 refused = [pool.submit(_refusal, client, i) for i in range(EXTRA)]
                 codes = [f.result(timeout=10) for f in refused]
-                elapsed = time.monotonic() - started
                 assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * EXTRA
-                assert elapsed < 2.0, f"refusals took {elapsed:.2f} s: calls were queued, not refused"
                 assert not any(f.done() for f in accepted), "accepted calls finished while the lock was held"
             names = sorted(str(f.result(timeout=30)["name"]) for f in accepted)
             assert names == sorted(f"accepted-{i}" for i in range(CAPACITY))
