@@ -9,7 +9,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help install run migrate proto proto-check lint format typecheck buf-lint buf-breaking test test-sqlite test-pg bench load client-wheel client-check ci clean
+.PHONY: help install run migrate proto proto-check lint format typecheck buf-lint buf-breaking test test-sqlite test-pg bench bench-compare load soak client-wheel client-check ci clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -69,8 +69,14 @@ test-pg: $(STAMP) ## the suite on PostgreSQL only
 bench: $(STAMP) ## benchmarks on SQLite and PostgreSQL (prints a table, writes bench/results/*.json)
 	$(PY) -m bench $(ARGS)
 
+bench-compare: $(STAMP) ## ours vs MLflow 3.18 and Phoenix on this PostgreSQL (installs them into .peers/ once)
+	$(PY) -m bench.compare $(ARGS)
+
 load: $(STAMP) ## load a running server: make load ARGS="--target 127.0.0.1:50051 --scenario mix --rate 200"
 	$(PY) -m loadtest $(ARGS)
+
+soak: $(STAMP) ## 10 min of mix on 2 workers + PostgreSQL: errors, p99 drift, memory growth (ARGS="--duration 120")
+	$(PY) -m loadtest.soak $(ARGS)
 
 client-wheel: $(STAMP) ## build the mlgenai-client wheel into client/dist
 	rm -rf client/dist

@@ -88,6 +88,11 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def rss_kb(pids: Iterable[int]) -> int:
+    """Sum of the current resident set sizes (VmRSS) of ``pids``, in KiB."""
+    return sum(_status_kb(pid, "VmRSS") for pid in pids)
+
+
 def peak_rss_mb(pids: Iterable[int]) -> float:
     """Sum of the peak resident set sizes (VmHWM) of ``pids``, in MiB."""
     return sum(_status_kb(pid, "VmHWM") for pid in pids) / 1024

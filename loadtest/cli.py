@@ -14,9 +14,10 @@ import datetime
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -26,6 +27,7 @@ from loadtest.scenarios import SCENARIOS, Scenario, Step, make
 from loadtest.scheduler import Launch, LoopStats, Progress, closed_loop, open_loop
 from loadtest.stats import Recorder
 
+Beside = Callable[[Recorder], Coroutine[Any, Any, None]]
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
@@ -49,6 +51,7 @@ class Config:
     report: Path | None = None
     plot: Path | None = None
     progress: bool = True
+    windows: tuple[tuple[int, int], ...] = ()  # [start, end) seconds of the window: figures under "windows"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -137,8 +140,14 @@ async def _drive(config: Config, launch: Launch, recorder: Recorder, rng: random
                            sink=recorder, poisson=config.arrivals == "poisson", rng=rng)  # fmt: skip
 
 
-async def execute(config: Config) -> Report:
-    """Set the scenario up, run the load, and return the report (not yet written anywhere)."""
+async def execute(config: Config, beside: Beside | None = None) -> Report:
+    """Set the scenario up, run the load, and return the report (not yet written anywhere).
+
+    ``beside``, if given, runs alongside the load from its first arrival (warm-up included) until
+    the last call ends, then is cancelled; it gets the recorder, whose ``window_start`` says when
+    the measured window starts on the ``time.perf_counter`` clock (``loadtest.soak`` samples the
+    server's memory this way).
+    """
     scenario = make(config.scenario, random.Random(config.seed))
     arrivals = random.Random(None if config.seed is None else config.seed + 1)  # own stream: picks stay put
     async with grpc.aio.insecure_channel(config.target, options=CHANNEL_OPTIONS) as channel:
@@ -147,15 +156,17 @@ async def execute(config: Config) -> Report:
         expected = scenario.expected_codes | frozenset(config.expect)
         recorder = Recorder(started, config.warmup_s, config.duration_s, expected)
         progress = Progress(recorder, started, config.warmup_s + config.duration_s)
-        ticker = asyncio.create_task(progress.run()) if config.progress else None
+        side = [progress.run()] if config.progress else []
+        side += [beside(recorder)] if beside is not None else []
+        tasks = [asyncio.create_task(coroutine) for coroutine in side]
         try:
             stats = await _drive(config, operation(scenario.picker(), Calls(channel, recorder, config.timeout_s)),
                                  recorder, arrivals)  # fmt: skip
         finally:
-            if ticker is not None:
-                ticker.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
+                    await task
     return build_report(config, scenario, setup, recorder, stats)
 
 
@@ -171,6 +182,7 @@ def build_report(config: Config, scenario: Scenario, setup: list[str], recorder:
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
     settings["expect"] = sorted(recorder.expected)
     settings["steps"] = {s.name: round(s.weight, 4) for s in scenario.steps()}
+    windows = {"windows": [recorder.span_figures(a, b) for a, b in config.windows]} if config.windows else {}
     return {
         "config": settings,
         "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -180,6 +192,7 @@ def build_report(config: Config, scenario: Scenario, setup: list[str], recorder:
         "series": recorder.series(),
         "driver": asdict(stats),
         "status": status,
+        **windows,
     }
 
 

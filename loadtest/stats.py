@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,15 @@ class Bucket:
     def latency_figures(self) -> Figures:
         ordered = sorted(self.latencies_ms)
         return {f"{name}_ms": _round(percentile(ordered, q)) for name, q in PERCENTILES}
+
+
+def merged(buckets: Iterable[Bucket]) -> Bucket:
+    """One bucket holding the calls of ``buckets`` (late arrivals are not carried over)."""
+    out = Bucket()
+    for bucket in buckets:
+        out.latencies_ms += bucket.latencies_ms
+        out.errors.update(bucket.errors)
+    return out
 
 
 class Recorder:
@@ -137,11 +147,21 @@ class Recorder:
             )
         return out
 
+    def span_figures(self, start_s: int, end_s: int) -> Figures:
+        """Calls, errors and latency percentiles of the calls that started in seconds
+        [``start_s``, ``end_s``) of the window (a soak compares its first and last minute)."""
+        span = merged(self.seconds[max(start_s, 0) : end_s])
+        return {
+            "start_s": start_s,
+            "end_s": end_s,
+            "calls": span.calls,
+            "ok": len(span.latencies_ms),
+            "errors": dict(sorted(span.errors.items())),
+            **span.latency_figures(),
+        }
+
     def totals(self) -> Figures:
-        everything = Bucket()
-        for bucket in self.methods.values():
-            everything.latencies_ms += bucket.latencies_ms
-            everything.errors.update(bucket.errors)
+        everything = merged(self.methods.values())
         return {
             "calls": everything.calls,
             "ok": len(everything.latencies_ms),
