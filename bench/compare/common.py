@@ -131,3 +131,17 @@ class StoredCounter:
             if now != last:
                 last, last_change = now, time.perf_counter()
         return last, last_change - t0
+
+
+def dataset_figures(w: Workload, merge_s: float, stored: int, read_all: Callable[[], int]) -> dict[str, Any]:
+    """The dataset rows of a side: merge rate, records stored, and the rate of ``read_all``
+    (which reads every record back and returns how many it got; all must come back)."""
+    got: list[int] = []
+    read_s = timed(lambda: got.append(read_all()))
+    if got[0] != w.records:
+        raise RuntimeError(f"read {got[0]} records, not {w.records}")
+    return {
+        "merge_records_per_s": w.records / merge_s,
+        "records_stored": stored,
+        "read_records_per_s": w.records / read_s,
+    }

@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.compare.common import StoredCounter, Workload, emit, p50_ms, run_callers, timed
+from bench.compare.common import StoredCounter, Workload, dataset_figures, emit, p50_ms, run_callers, timed
 from bench.compare.payload import records, span_attributes
 
 BURST_TRACES = 1000
@@ -124,15 +124,7 @@ class Driver:
         stored = StoredCounter(
             self.dsn, "select count(*) from evaluation_dataset_records where dataset_id = %s", [ds.dataset_id]
         )
-        read: list[int] = []
-        read_s = timed(lambda: read.append(len(get_dataset(dataset_id=ds.dataset_id).to_df())))
-        if read[0] != self.w.records:
-            raise RuntimeError(f"read {read[0]} records, not {self.w.records}")
-        return {
-            "merge_records_per_s": self.w.records / elapsed,
-            "records_stored": stored(),
-            "read_records_per_s": self.w.records / read_s,
-        }
+        return dataset_figures(self.w, elapsed, stored(), lambda: len(get_dataset(dataset_id=ds.dataset_id).to_df()))
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.compare.common import StoredCounter, Workload, emit, p50_ms, run_callers, timed
+from bench.compare.common import StoredCounter, Workload, dataset_figures, emit, p50_ms, run_callers, timed
 from bench.compare.payload import otlp_requests, records
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -133,15 +133,9 @@ class Driver:
             "select count(*) from dataset_examples e join datasets d on d.id = e.dataset_id where d.name = %s",
             [name],
         )
-        read: list[int] = []
-        read_s = timed(lambda: read.append(len(self.client.datasets.get_dataset(dataset=name).examples)))
-        if read[0] != self.w.records:
-            raise RuntimeError(f"read {read[0]} examples, not {self.w.records}")
-        return {
-            "merge_records_per_s": self.w.records / elapsed,
-            "records_stored": stored(),
-            "read_records_per_s": self.w.records / read_s,
-        }
+        return dataset_figures(
+            self.w, elapsed, stored(), lambda: len(self.client.datasets.get_dataset(dataset=name).examples)
+        )
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from bench.compare.common import StoredCounter, Workload, p50_ms, run_callers, timed
+from bench.compare.common import StoredCounter, Workload, dataset_figures, p50_ms, run_callers, timed
 from bench.compare.payload import otlp_requests, records
 from mlgenai.client import connect
 from mlgenai.v1 import trace_service_pb2 as tpb
@@ -92,15 +92,10 @@ def run(target: str, dsn: str, w: Workload) -> dict[str, Any]:
         dataset_id = client.create_dataset(f"cmp-{nonce}", experiment_ids=[search_exp])["dataset_id"]
         rows = records(w.records)
         elapsed = timed(lambda: client.merge_records(dataset_id, rows, batch_size=w.records_per_call))
-        out["merge_records_per_s"] = w.records / elapsed
-        out["records_stored"] = StoredCounter(
+        current_records = StoredCounter(
             dsn,
             "select count(*) from evaluation_dataset_records where dataset_id = %s and valid_to is null",
             [dataset_id],
-        )()
-        read: list[int] = []
-        read_s = timed(lambda: read.append(sum(1 for _ in client.iter_records(dataset_id))))
-        if read[0] != w.records:
-            raise RuntimeError(f"read {read[0]} records, not {w.records}")
-        out["read_records_per_s"] = w.records / read_s
+        )
+        out |= dataset_figures(w, elapsed, current_records(), lambda: sum(1 for _ in client.iter_records(dataset_id)))
     return out
