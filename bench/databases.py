@@ -59,18 +59,37 @@ def fresh_database(backend: str) -> Iterator[BenchDatabase]:
     if backend != "postgresql":
         raise ValueError(f"unknown backend {backend!r}")
     name = f"mlgenai_bench_{secrets.token_hex(4)}"
-    admin = make_admin_engine(POSTGRES_ADMIN_URL)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        url = sa.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    with postgres_database(name) as url:
         db = BenchDatabase(backend, url, name)
         migrate(db.url)
         yield db
-    finally:
+
+
+def create_postgres_database(name: str) -> str:
+    """(Re-)create an empty database ``name`` on the local PostgreSQL; its SQLAlchemy URL."""
+    admin = make_admin_engine(POSTGRES_ADMIN_URL)
+    try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
         admin.dispose()
+    return sa.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """``create_postgres_database`` for the duration of the block, dropped ``WITH (FORCE)`` after."""
+    url = create_postgres_database(name)
+    try:
+        yield url
+    finally:
+        admin = make_admin_engine(POSTGRES_ADMIN_URL)
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            admin.dispose()
 
 
 def postgres_version() -> str | None:

@@ -38,13 +38,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.databases import POSTGRES_ADMIN_URL, migrate
+from bench.databases import create_postgres_database, migrate
 from bench.procstat import Sampler, Snapshot, Usage, rss_kb
 from loadtest.cli import Config, SetupError, execute
 from loadtest.report import Report, format_table, write_json
 from loadtest.stats import Recorder
 from server.childproc import ServerProcess
-from store.engine import make_admin_engine
 
 SCENARIO = "mix"
 SOAK_DATABASE = "mlgenai_soak"
@@ -233,15 +232,9 @@ def format_summary(report: Report) -> str:
 
 
 def fresh_database(name: str = SOAK_DATABASE) -> str:
-    """Drop and create ``name`` on the local PostgreSQL, migrate it, and return its URL."""
-    admin = make_admin_engine(POSTGRES_ADMIN_URL)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    finally:
-        admin.dispose()
-    url = sa.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    """Drop and create ``name`` on the local PostgreSQL, migrate it, and return its URL (kept
+    after the run, to be looked at)."""
+    url = create_postgres_database(name)
     migrate(url)
     return url
 

@@ -28,9 +28,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.databases import POSTGRES_ADMIN_URL, ROOT
+from bench.databases import ROOT, postgres_database
 from server.childproc import free_port
-from store.engine import make_admin_engine
 
 PEERS_DIR = Path(os.environ.get("MLGENAI_PEERS_DIR", ROOT / ".peers"))
 HERE = Path(__file__).resolve().parent
@@ -156,17 +155,8 @@ def ensure_installed(peer: Peer) -> str:
 @contextlib.contextmanager
 def peer_database(name: str) -> Iterator[str]:
     """A new, empty PostgreSQL database for one peer; its plain ``postgresql://`` DSN."""
-    admin = make_admin_engine(POSTGRES_ADMIN_URL)
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = sa.make_url(POSTGRES_ADMIN_URL).set(database=name)
-        yield url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with postgres_database(name) as url:
+        yield sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float, log_path: Path) -> None:
