@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import itertools
 import random
 import sys
 import time
@@ -28,7 +29,13 @@ from loadtest.scheduler import Launch, LoopStats, Progress, closed_loop, open_lo
 from loadtest.stats import Recorder
 
 Beside = Callable[[Recorder], Coroutine[Any, Any, None]]
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+# A channel of its own per connection: without a local subchannel pool, channels with the same
+# options share one TCP connection, and a server's SO_REUSEPORT workers are chosen per connection.
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.use_local_subchannel_pool", 1),
+]
 
 
 class SetupError(Exception):
@@ -40,6 +47,7 @@ class Config:
     target: str = "127.0.0.1:50051"
     scenario: str = "mix"
     concurrency: int = 64
+    connections: int = 8  # HTTP/2 connections the operations are spread over, round-robin
     rate: float | None = None  # operations per second (open loop); None: closed loop
     arrivals: str = "poisson"  # or "fixed": the inter-arrival times of the open loop
     duration_s: float = 60.0
@@ -59,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default=Config.target, help="server address host:port (default %(default)s)")
     p.add_argument("--scenario", choices=sorted(SCENARIOS), default=Config.scenario, help="default %(default)s")
     p.add_argument("--concurrency", type=int, default=Config.concurrency, help="operations in flight at most")
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=Config.connections,
+        help="connections to the server, used in turn (default %(default)s): a server's worker processes"
+        " are chosen per connection, so one connection reaches one worker",
+    )
     p.add_argument(
         "--rate", type=float, help="operations/s, open loop; omitted: closed loop with --concurrency callers"
     )
@@ -81,12 +96,13 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser = _parser()
     a = parser.parse_args(argv)
     positive = [a.duration, a.timeout, a.connect_timeout, *([] if a.rate is None else [a.rate])]
-    if a.concurrency < 1 or min(positive) <= 0 or a.warmup < 0:
-        parser.error("--concurrency must be >= 1, --duration, --timeout and --rate > 0, --warmup >= 0")
+    if a.concurrency < 1 or a.connections < 1 or min(positive) <= 0 or a.warmup < 0:
+        parser.error("--concurrency, --connections >= 1; --duration, --timeout, --rate > 0; --warmup >= 0")
     return Config(
         target=a.target,
         scenario=a.scenario,
         concurrency=a.concurrency,
+        connections=a.connections,
         rate=a.rate,
         arrivals=a.arrivals,
         duration_s=a.duration,
@@ -101,12 +117,15 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     )
 
 
-def operation(pick: Callable[[], Step], calls: Calls) -> Launch:
-    """One operation: a step drawn by weight. Its gRPC failures are recorded by ``Calls``; any
-    other exception (a bad answer, a bug in a step) is recorded too, never lost."""
+def operation(pick: Callable[[], Step], connections: Sequence[Calls]) -> Launch:
+    """One operation: a step drawn by weight, on the next connection in turn. Its gRPC failures
+    are recorded by ``Calls``; any other exception (a bad answer, a bug in a step) is recorded
+    too, never lost."""
+    turn = itertools.cycle(connections)
 
     async def launch() -> None:
         step = pick()
+        calls = next(turn)
         start = time.perf_counter()
         try:
             await step.run(calls)
@@ -150,8 +169,12 @@ async def execute(config: Config, beside: Beside | None = None) -> Report:
     """
     scenario = make(config.scenario, random.Random(config.seed))
     arrivals = random.Random(None if config.seed is None else config.seed + 1)  # own stream: picks stay put
-    async with grpc.aio.insecure_channel(config.target, options=CHANNEL_OPTIONS) as channel:
-        setup = await _setup(scenario, channel, config)
+    async with contextlib.AsyncExitStack() as stack:
+        channels = [
+            await stack.enter_async_context(grpc.aio.insecure_channel(config.target, options=CHANNEL_OPTIONS))
+            for _ in range(config.connections)
+        ]
+        setup = await _setup(scenario, channels[0], config)
         started = time.perf_counter()
         expected = scenario.expected_codes | frozenset(config.expect)
         recorder = Recorder(started, config.warmup_s, config.duration_s, expected)
@@ -160,8 +183,8 @@ async def execute(config: Config, beside: Beside | None = None) -> Report:
         side += [beside(recorder)] if beside is not None else []
         tasks = [asyncio.create_task(coroutine) for coroutine in side]
         try:
-            stats = await _drive(config, operation(scenario.picker(), Calls(channel, recorder, config.timeout_s)),
-                                 recorder, arrivals)  # fmt: skip
+            connections = [Calls(channel, recorder, config.timeout_s) for channel in channels]
+            stats = await _drive(config, operation(scenario.picker(), connections), recorder, arrivals)
         finally:
             for task in tasks:
                 task.cancel()

@@ -1,9 +1,10 @@
 """Our side of ``make bench-compare``: the same workloads as the peers' drivers, through the
 generated client (``mlgenai.client``) against a server started on a fresh PostgreSQL database.
 
-Spans go in over OTLP/gRPC as the same serialized requests Phoenix receives. Our server
-acknowledges an export only after its transaction committed, so the stored rate is also the
-acknowledged rate; the stored rows are still counted with SQL, as for the peers.
+Calls go over 16 connections used in turn (``CONNECTIONS``). Spans go in over OTLP/gRPC as the
+same serialized requests Phoenix receives. Our server acknowledges an export only after its
+transaction committed, so the stored rate is also the acknowledged rate; the stored rows are
+still counted with SQL, as for the peers.
 """
 
 from __future__ import annotations
@@ -16,16 +17,23 @@ import grpc
 from bench.compare.common import StoredCounter, Workload, dataset_figures, p50_ms, run_callers, timed
 from bench.compare.payload import otlp_requests, records
 from mlgenai.client import connect
+from mlgenai.client.channel import PooledChannel
 from mlgenai.v1 import trace_service_pb2 as tpb
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+# Our server runs several worker processes on one port and the kernel gives each connection to
+# one of them: the callers share this many connections, used in turn, so that every worker gets
+# work (as the peers' HTTP clients spread their requests over a pool of connections).
+CONNECTIONS = 16
 SPANS_OF_EXPERIMENT = "select count(*) from spans s join traces t on t.trace_id = s.trace_id where t.experiment_id = %s"
 
 
 def _ingest(target: str, experiment_id: str, w: Workload, traces: int, seed: int) -> float:
     """Export ``traces`` traces into the experiment from ``w.ingest_callers`` threads; seconds."""
     requests = otlp_requests(traces, w.spans_per_trace, w.traces_per_request, {"service.name": "bench"}, seed)
-    channel = grpc.insecure_channel(target)
+    channel = PooledChannel(
+        [grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(CONNECTIONS)]
+    )
     try:
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(EXPORT)
         metadata = (("x-mlflow-experiment-id", experiment_id),)
@@ -37,7 +45,7 @@ def _ingest(target: str, experiment_id: str, w: Workload, traces: int, seed: int
 def run(target: str, dsn: str, w: Workload) -> dict[str, Any]:
     nonce = uuid.uuid4().hex[:8]
     out: dict[str, Any] = {}
-    with connect(target, timeout=60) as client:
+    with connect(target, timeout=60, connections=CONNECTIONS) as client:
         names = [f"cmp-{nonce}-{i}" for i in range(w.experiments)]
         out["experiments_per_s"] = w.experiments / timed(lambda: [client.create_experiment(n) for n in names])
         out["experiments_stored"] = StoredCounter(

@@ -134,8 +134,14 @@ def connect(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     credentials: grpc.ChannelCredentials | None = None,
     options: Sequence[tuple[str, Any]] = (),
+    connections: int = 1,
 ) -> Client:
-    """Connect to an mlgenai server (the channel connects lazily, on the first call)."""
+    """Connect to an mlgenai server (the channel connects lazily, on the first call).
+
+    ``connections``: how many connections to open and use in turn. A server with ``--workers N``
+    serves each connection from one worker process, so a client that should reach all of them
+    (a load generator, a bulk import from many threads) opens at least N.
+    """
     channel = open_channel(
         target,
         timeout=timeout,
@@ -143,5 +149,6 @@ def connect(
         max_message_bytes=max_message_bytes,
         credentials=credentials,
         options=options,
+        connections=connections,
     )
     return Client(channel)

@@ -9,6 +9,7 @@ returns the first call's result instead of writing twice (SPEC §1.8).
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -104,6 +105,71 @@ class _Interceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         return outcome
 
 
+class _InTurn:
+    """A multicallable that sends each call down the next of several channels' multicallables
+    (``__call__``, ``with_call``, ``future``; streams through ``__call__``)."""
+
+    def __init__(self, callables: Sequence[Any]) -> None:
+        self._next = itertools.cycle(callables).__next__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._next()(*args, **kwargs)
+
+    def with_call(self, *args: Any, **kwargs: Any) -> Any:
+        return self._next().with_call(*args, **kwargs)
+
+    def future(self, *args: Any, **kwargs: Any) -> Any:
+        return self._next().future(*args, **kwargs)
+
+
+class PooledChannel(grpc.Channel):  # type: ignore[misc]
+    """Several channels, each with its own connection, used in turn call by call.
+
+    A server started with ``--workers N`` is N processes sharing one port, and the kernel hands
+    each new connection to one of them: every call of a single connection lands in the same
+    process. A client that should keep all of them busy opens as many connections
+    (``connect(..., connections=N)``). Each channel keeps its own subchannel
+    (``grpc.use_local_subchannel_pool``): by default gRPC shares one connection between
+    channels with the same target and options.
+    """
+
+    def __init__(self, channels: Sequence[grpc.Channel]) -> None:
+        self.channels = list(channels)
+
+    def _pooled(self, kind: str, method: str, *args: Any, **kwargs: Any) -> _InTurn:
+        return _InTurn([getattr(c, kind)(method, *args, **kwargs) for c in self.channels])
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._pooled("unary_unary", method, *args, **kwargs)
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._pooled("unary_stream", method, *args, **kwargs)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._pooled("stream_unary", method, *args, **kwargs)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._pooled("stream_stream", method, *args, **kwargs)
+
+    def subscribe(self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False) -> None:
+        for channel in self.channels:
+            channel.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
+        for channel in self.channels:
+            channel.unsubscribe(callback)
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
+
+    def __enter__(self) -> PooledChannel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def open_channel(
     target: str,
     *,
@@ -112,12 +178,16 @@ def open_channel(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     credentials: grpc.ChannelCredentials | None = None,
     options: Sequence[tuple[str, Any]] = (),
+    connections: int = 1,
 ) -> grpc.Channel:
     """A channel to ``target`` (``host:port``) with mlgenai's defaults.
 
     ``timeout`` is the default deadline in seconds of a call that sets none (None: no default).
-    ``retry=None`` disables retries.
+    ``retry=None`` disables retries. ``connections`` > 1 opens that many connections and sends
+    calls down them in turn (``PooledChannel``): one connection reaches one server worker.
     """
+    if connections < 1:
+        raise ValueError(f"connections must be at least 1, not {connections}")
     opts: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -125,9 +195,17 @@ def open_channel(
     ]
     if retry is not None:
         opts.append(("grpc.service_config", retry.service_config()))
+    if connections > 1:
+        opts.append(("grpc.use_local_subchannel_pool", 1))
     opts.extend(options)
-    if credentials is None:
-        channel = grpc.insecure_channel(target, options=opts)
-    else:
-        channel = grpc.secure_channel(target, credentials, options=opts)
-    return grpc.intercept_channel(channel, _Interceptor(timeout))
+
+    def one() -> grpc.Channel:
+        if credentials is None:
+            channel = grpc.insecure_channel(target, options=opts)
+        else:
+            channel = grpc.secure_channel(target, credentials, options=opts)
+        return grpc.intercept_channel(channel, _Interceptor(timeout))
+
+    if connections == 1:
+        return one()
+    return PooledChannel([one() for _ in range(connections)])
