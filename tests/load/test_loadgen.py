@@ -97,24 +97,30 @@ class Sink:
 
 
 def test_open_loop_counts_arrivals_beyond_concurrency_as_late_without_waiting() -> None:
-    """100/s for 1 s with 3 slots held 0.3 s each: ~12 start, the rest are late, and the
-    schedule still ends after 1 s (it never waits for a slot)."""
+    """100/s for 1 s with 3 slots that stay busy until 2 s have passed: exactly 3 start, the
+    rest are late, and the schedule ends before the slots free up (it never waits for one)."""
     in_flight, most = 0, 0
 
-    async def slow() -> None:
-        nonlocal in_flight, most
-        in_flight += 1
-        most = max(most, in_flight)
-        await asyncio.sleep(0.3)
-        in_flight -= 1
+    async def run() -> LoopStats:
+        release = asyncio.Event()
+        asyncio.get_running_loop().call_later(2.0, release.set)
+
+        async def held() -> None:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await release.wait()
+            in_flight -= 1
+
+        return await open_loop(held, rate=100, duration_s=1.0, concurrency=3, sink=sink, poisson=False)
 
     sink = Sink()
-    stats = asyncio.run(open_loop(slow, rate=100, duration_s=1.0, concurrency=3, sink=sink, poisson=False))
+    stats = asyncio.run(run())
 
     assert 98 <= stats.arrivals <= 100 and len(sink.arrivals) == stats.arrivals
-    assert most == 3 and 9 <= stats.started <= 15
+    assert most == 3 and stats.started == 3
     assert stats.late == stats.arrivals - stats.started == sum(late for _, late in sink.arrivals)
-    assert stats.schedule_s < 1.15  # the schedule was kept: late arrivals did not block it
+    assert stats.schedule_s < 2.0  # the schedule ended while every slot was still held
     times = [at for at, _ in sink.arrivals]
     assert times == sorted(times) and times[1] - times[0] == pytest.approx(0.01)
 
@@ -128,17 +134,20 @@ def test_open_loop_poisson_keeps_the_rate() -> None:
 
 
 def test_closed_loop_keeps_concurrency_callers_busy() -> None:
-    in_flight, most = 0, 0
+    """2 callers for 0.3 s on a clock that each operation moves on by 0.025 s: 12 operations
+    fit (a 13th may start at the last tick), never more than 2 at once, none late."""
+    now, in_flight, most = [0.0], 0, 0
 
     async def op() -> None:
         nonlocal in_flight, most
         in_flight += 1
         most = max(most, in_flight)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # let the other caller start
+        now[0] += 0.025
         in_flight -= 1
 
-    stats = asyncio.run(closed_loop(op, duration_s=0.3, concurrency=2))
-    assert most == 2 and 10 <= stats.started <= 14 and stats.late == 0
+    stats = asyncio.run(closed_loop(op, duration_s=0.3, concurrency=2, clock=lambda: now[0]))
+    assert most == 2 and 12 <= stats.started <= 13 and stats.late == 0
 
 
 # -- figures and exit status -------------------------------------------------------------------
