@@ -102,8 +102,8 @@ class SpanRow(Base):
     # The span as the server serialized it (mlgenai.v1.Span): what reads return, unconverted.
     proto: Mapped[bytes] = mapped_column(LargeBinary)
 
+    # Reads of spans name their traces: the primary key finds them (no (trace_id, start) index).
     __table_args__ = (
-        Index(None, "trace_id", "start_time_unix_nano", "span_id"),
         Index(None, "name", "trace_id"),
         Index(None, "span_type", "trace_id"),
     )
