@@ -57,6 +57,7 @@ from store.repositories.traces import TraceMutations, TraceRepository
 T = TypeVar("T")
 
 WRITE_ATTEMPTS = 4
+_READ, _WRITE = "read", "write"  # kinds of per-thread connections
 DEFAULT_ARTIFACT_ROOT = "mlflow-artifacts:"
 
 
@@ -248,7 +249,9 @@ class Database:
         self.artifact_root = artifact_root.rstrip("/")
         self._codec: PageTokenCodec | None = None
         self._local = threading.local()
-        self._held: set[Connection] = set()
+        self._keep = pool_size  # connections kept by threads, per kind (the pool's size)
+        self._held: dict[Connection, tuple[str, threading.Thread]] = {}  # kept: kind, thread
+        self._reserved = {_READ: 0, _WRITE: 0}  # kept connections being opened
         self._held_lock = threading.Lock()
 
     @property
@@ -267,12 +270,15 @@ class Database:
             with database_errors(), self.engine.connect() as shared:
                 return fn(UnitOfWork(self, shared))
         with database_errors():
-            conn = self._read_connection()
+            conn = self._thread_connection(_READ, self.read_engine)
+        if conn is None:
+            with database_errors(), self.read_engine.connect() as pooled:
+                return fn(UnitOfWork(self, pooled))
         try:
             with database_errors():
                 result = fn(UnitOfWork(self, conn))
         except (Unavailable, sa.exc.SQLAlchemyError):
-            self._drop_read_connection(conn)  # the connection may be broken: start afresh
+            self._drop_connection(_READ, conn)  # the connection may be broken: start afresh
             raise
         except BaseException:
             conn.rollback()
@@ -280,28 +286,58 @@ class Database:
         conn.rollback()  # ends SQLAlchemy's logical transaction; nothing to roll back in autocommit
         return result
 
-    def _read_connection(self) -> Connection:
-        """This thread's read connection; one idle for a while is pinged first (see engine.py)."""
-        conn: Connection | None = getattr(self._local, "conn", None)
+    def _thread_connection(self, kind: str, engine: Engine) -> Connection | None:
+        """This thread's connection of ``kind`` (read or write) from ``engine``; one idle for a
+        while is pinged first (see engine.py). None when the threads already keep as many
+        connections of this kind as the pool holds: the caller then takes one from the pool
+        and gives it back (so more threads than that still work, just without the saving)."""
+        conn: Connection | None = getattr(self._local, kind, None)
         now = time.monotonic()
-        if conn is not None and now - self._local.used_at > IDLE_PING_S:
+        if conn is not None and (conn.invalidated or now - getattr(self._local, kind + "_used_at") > IDLE_PING_S):
             try:
+                if conn.invalidated:
+                    raise ConnectionError("invalidated")
                 ping(conn.connection.dbapi_connection)
             except Exception:
-                self._drop_read_connection(conn)
+                self._drop_connection(kind, conn)
                 conn = None
         if conn is None:
-            conn = self.read_engine.connect()
-            self._local.conn = conn
+            if not self._reserve(kind):
+                return None
+            try:
+                conn = engine.connect()
+            except BaseException:
+                with self._held_lock:
+                    self._reserved[kind] -= 1
+                raise
+            if kind == _WRITE and self.dialect == "sqlite":
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            setattr(self._local, kind, conn)
             with self._held_lock:
-                self._held.add(conn)
-        self._local.used_at = now
+                self._reserved[kind] -= 1
+                self._held[conn] = (kind, threading.current_thread())
+        setattr(self._local, kind + "_used_at", now)
         return conn
 
-    def _drop_read_connection(self, conn: Connection) -> None:
-        self._local.conn = None
+    def _reserve(self, kind: str) -> bool:
+        """Claim one of the ``pool_size`` connections of ``kind`` threads may keep; the
+        connections of threads that have ended are closed first."""
         with self._held_lock:
-            self._held.discard(conn)
+            kept = [c for c, (k, _) in self._held.items() if k == kind]
+            orphans = [c for c in kept if not self._held[c][1].is_alive()]
+            for conn in orphans:
+                del self._held[conn]
+            claimed = len(kept) - len(orphans) + self._reserved[kind] < self._keep
+            if claimed:
+                self._reserved[kind] += 1
+        for conn in orphans:
+            conn.close()
+        return claimed
+
+    def _drop_connection(self, kind: str, conn: Connection) -> None:
+        setattr(self._local, kind, None)
+        with self._held_lock:
+            self._held.pop(conn, None)
         try:
             conn.invalidate()
             conn.close()
@@ -319,6 +355,31 @@ class Database:
         raise AssertionError("unreachable")
 
     def _write_once(self, fn: Callable[[UnitOfWork], T]) -> T:
+        """One attempt of ``fn`` in a transaction on this thread's write connection.
+
+        Like reads, each request thread keeps its write connection between calls: the pool's
+        checkout and checkin cost more CPU than a small write's own statements. A connection
+        that fails is dropped, so the next call opens a fresh one. A write started inside
+        another write of the same thread (or on in-memory SQLite) takes one from the pool.
+        """
+        if self.read_engine is self.engine:
+            return self._write_pooled(fn)
+        with database_errors():
+            conn = self._thread_connection(_WRITE, self.engine)
+        if conn is None or conn.in_transaction():
+            return self._write_pooled(fn)
+        try:
+            with database_errors(), conn.begin():
+                return fn(UnitOfWork(self, conn))
+        except (Unavailable, sa.exc.SQLAlchemyError):
+            self._drop_connection(_WRITE, conn)  # the connection may be broken: start afresh
+            raise
+        except BaseException:
+            if conn.invalidated:
+                self._drop_connection(_WRITE, conn)
+            raise
+
+    def _write_pooled(self, fn: Callable[[UnitOfWork], T]) -> T:
         with database_errors(), self.engine.connect() as plain:
             conn = plain.execution_options(sqlite_begin="IMMEDIATE") if self.dialect == "sqlite" else plain
             with conn.begin():
@@ -343,7 +404,7 @@ class Database:
 
     def dispose(self) -> None:
         with self._held_lock:
-            held, self._held = self._held, set()
+            held, self._held = list(self._held), {}
         for conn in held:
             conn.close()
         self.engine.dispose()

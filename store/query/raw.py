@@ -35,12 +35,14 @@ class RawStatement:
         return params if self.positional is None else [params[name] for name in self.positional]
 
 
-_CACHE: dict[tuple[int, str], RawStatement] = {}
+_CACHE: dict[tuple[int, str], RawStatement] = {}  # (statement, dialect and suffix)
 
 
-def compile_raw(stmt: ClauseElement, dialect: Dialect) -> RawStatement:
-    """The statement as SQL text for ``dialect`` (memoized per statement object)."""
-    key = (id(stmt), dialect.name)
+def compile_raw(stmt: ClauseElement, dialect: Dialect, suffix: str = "") -> RawStatement:
+    """The statement as SQL text for ``dialect`` (memoized per statement object), followed by
+    ``suffix``: SQL that SQLAlchemy cannot express, such as two locking clauses of PostgreSQL
+    (``FOR KEY SHARE OF a FOR SHARE OF b``)."""
+    key = (id(stmt), dialect.name + suffix)
     found = _CACHE.get(key)
     if found is not None:
         return found
@@ -52,7 +54,7 @@ def compile_raw(stmt: ClauseElement, dialect: Dialect) -> RawStatement:
     order = getattr(compiled, "positiontup", None)
     positional = tuple(order) if order is not None else None
     defaults = {k: v for k, v in compiled.params.items() if v is not None}
-    raw = RawStatement(str(compiled), positional, row, defaults)
+    raw = RawStatement(f"{compiled} {suffix}" if suffix else str(compiled), positional, row, defaults)
     _CACHE[key] = raw
     _KEEP.append(stmt)  # the id() key stays valid only while the statement lives
     return raw

@@ -33,18 +33,19 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from store.domain import Assessment, AssessmentSource, Page, SearchQuery
+from store.domain import DELETED, Assessment, AssessmentSource, Page, SearchQuery
 from store.errors import InvalidArgument, NotFound
 from store.limits import TAGS_PER_ENTITY_MAX
 from store.orm.base import table
+from store.orm.experiments import ExperimentRow
 from store.orm.traces import AssessmentRow, TraceRow
 from store.query.bulk import BulkWrite
 from store.query.filter_sql import Coerce, Field, FilterSpec, Kind
 from store.query.filters import Scalar, filter_error
 from store.query.keyset import OrderKey, OrderSpec
-from store.query.raw import json_value
+from store.query.raw import compile_raw, json_value
 from store.query.search import run_search
-from store.repositories.experiments import parse_experiment_id
+from store.repositories.experiments import experiment_deleted, parse_experiment_id
 from store.repositories.run_result_cache import invalidate_runs
 from store.repositories.traces import trace_not_found
 
@@ -83,13 +84,21 @@ _LOCK = _GET.with_for_update()
 _EXPERIMENT_OF = (
     sa.select(TR.c.experiment_id).join_from(A, TR, A.c.trace_id == TR.c.trace_id).where(A.c.assessment_id == _P("b_id"))
 )
-# FOR KEY SHARE: the traces cannot be deleted under us; other writers of them are not blocked.
-_LOCK_TRACES = (
-    sa.select(TR.c.trace_id, TR.c.experiment_id)
-    .where(TR.c.trace_id.in_(_P("b_ids", expanding=True)))
-    .order_by(TR.c.trace_id)
-    .with_for_update(read=True, key_share=True)
+# The traces written to, with their experiments' stages, in one statement. PostgreSQL locks
+# each trace FOR KEY SHARE (it cannot be deleted under us; other writers of it are not blocked)
+# and its experiment FOR SHARE (as ``ExperimentRepository.require_active``: a concurrent delete
+# of the experiment waits for this transaction). SQLite's write transaction holds the database.
+E = table(ExperimentRow)
+_TRACES_AND_STAGES = sa.select(TR.c.trace_id, TR.c.experiment_id, E.c.lifecycle_stage).join_from(
+    TR, E, E.c.experiment_id == TR.c.experiment_id
 )
+_LOCK_TRACES_PG = _TRACES_AND_STAGES.where(
+    TR.c.trace_id == sa.func.any(sa.cast(_P("b_ids"), postgresql.ARRAY(sa.Text)))
+).order_by(TR.c.trace_id)
+_PG_LOCKS = f"FOR KEY SHARE OF {TR.name} FOR SHARE OF {E.name}"
+_LOCK_TRACES_SQLITE = _TRACES_AND_STAGES.where(
+    TR.c.trace_id.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(_P("b_ids"))))
+).order_by(TR.c.trace_id)
 _LOCK_TARGETS = (
     sa.select(A.c.assessment_id, A.c.trace_id, A.c.valid, A.c.run_id)
     .where(A.c.assessment_id.in_(_P("b_ids", expanding=True)))
@@ -306,12 +315,18 @@ class AssessmentRepository:
     def _require_writable_traces(self, items: Sequence[NewAssessment]) -> None:
         """Every trace exists (locked against deletion) and lives in an active experiment."""
         trace_ids = sorted({i.trace_id for i in items})
-        found = {r.trace_id: r.experiment_id for r in self._conn.execute(_LOCK_TRACES, {"b_ids": trace_ids})}
+        if self._uow.dialect == "postgresql":
+            locking = compile_raw(_LOCK_TRACES_PG, self._conn.dialect, _PG_LOCKS)
+            rows = self._uow.fetch_raw(locking, {"b_ids": trace_ids})
+        else:
+            rows = self._uow.fetch(_LOCK_TRACES_SQLITE, {"b_ids": json.dumps(trace_ids)})
+        found = {r.trace_id: r for r in rows}
         for item in items:
             if item.trace_id not in found:
                 raise trace_not_found(item.trace_id)
-        for experiment_id in sorted(set(found.values())):
-            self._uow.experiments.require_active(str(experiment_id))
+        for row in sorted(found.values(), key=lambda r: int(r.experiment_id)):
+            if row.lifecycle_stage == DELETED:
+                raise experiment_deleted(str(row.experiment_id))
 
     def _lock_overridden(
         self, items: Sequence[NewAssessment], paths: Sequence[str]

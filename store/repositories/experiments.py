@@ -88,6 +88,14 @@ def parse_experiment_id(experiment_id: str, field: str = "experiment_id") -> int
     return int(experiment_id)
 
 
+def experiment_deleted(
+    experiment_id: str, message: str = "nothing can be written into a deleted experiment"
+) -> FailedPrecondition:
+    return FailedPrecondition(
+        "EXPERIMENT_DELETED", f"experiment {experiment_id!r} is deleted: {message}", {"experiment_id": experiment_id}
+    )
+
+
 def not_found(experiment_id: str) -> NotFound:
     return NotFound(
         "EXPERIMENT_NOT_FOUND", f"experiment {experiment_id!r} does not exist", {"experiment_id": experiment_id}
@@ -193,7 +201,7 @@ class ExperimentRepository:
         if current is None:
             raise not_found(experiment_id)
         if current.lifecycle_stage == DELETED:
-            raise self._deleted(experiment_id, "a deleted experiment cannot be renamed")
+            raise experiment_deleted(experiment_id, "a deleted experiment cannot be renamed")
         if current.name != name:
             if self._conn.execute(_NAME_TAKEN, {"b_name": name}).first() is not None:
                 raise AlreadyExists(
@@ -239,29 +247,22 @@ class ExperimentRepository:
         if now_ms is not None:
             row = self._touch(experiment_id, now_ms)
         else:
-            row = self._conn.execute(_STAGE_OF, {"b_id": parse_experiment_id(experiment_id)}).first()
-            if row is None:
+            rows = self._uow.fetch(_STAGE_OF, {"b_id": parse_experiment_id(experiment_id)})
+            if not rows:
                 raise not_found(experiment_id)
+            row = rows[0]
         if row.lifecycle_stage == DELETED:
-            raise self._deleted(experiment_id, "nothing can be written into a deleted experiment")
+            raise experiment_deleted(experiment_id)
         return int(row.experiment_id)
 
     # -- helpers -------------------------------------------------------------------------
 
     def _touch(self, experiment_id: str, now_ms: int) -> Any:
         """Bump update_time (locking the row) and return its id, name and stage."""
-        row = self._conn.execute(_TOUCH, {"b_id": parse_experiment_id(experiment_id), "b_now": now_ms}).first()
-        if row is None:
+        rows = self._uow.fetch(_TOUCH, {"b_id": parse_experiment_id(experiment_id), "b_now": now_ms})
+        if not rows:
             raise not_found(experiment_id)
-        return row
-
-    @staticmethod
-    def _deleted(experiment_id: str, message: str) -> FailedPrecondition:
-        return FailedPrecondition(
-            "EXPERIMENT_DELETED",
-            f"experiment {experiment_id!r} is deleted: {message}",
-            {"experiment_id": experiment_id},
-        )
+        return rows[0]
 
     def _insert_tags(self, experiment_id: int, tags: Mapping[str, str]) -> None:
         if self._uow.dialect == "postgresql":

@@ -125,7 +125,7 @@ def test_a_dropped_connection_is_unavailable_once_then_replaced(database: Databa
             )
         ).scalar_one()
     admin.dispose()
-    assert killed >= 2  # the held read connection and the pooled write connection
+    assert killed >= 2  # the read and the write connection this thread keeps
     for op in (
         lambda: database.read(lambda uow: uow.experiments.get("0")),
         lambda: database.write(lambda uow: uow.experiments.create("after", "", {}, 2)),
@@ -157,3 +157,58 @@ def test_connections_idle_across_a_database_restart_are_replaced_silently(
     monkeypatch.setattr("store.uow.IDLE_PING_S", 0.0)
     assert database.read(lambda uow: uow.experiments.get("0")).name == "Default"
     assert database.write(lambda uow: uow.experiments.create("after", "", {}, 2)).name == "after"
+
+
+def _session_id(uow: UnitOfWork) -> Any:
+    """Which database connection the unit of work is on (the backend pid, or SQLite's
+    connection object)."""
+    if uow.dialect == "postgresql":
+        return uow.conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    return id(uow.conn.connection.dbapi_connection)
+
+
+def test_a_thread_keeps_its_write_connection_between_writes(database: Database) -> None:
+    first = database.write(_session_id)
+    database.write(lambda uow: uow.experiments.create("kept", "", {}, 1))
+    assert database.write(_session_id) == first
+    assert count_rows(database, "experiments", "name = 'kept'") == 1
+
+
+@pytest.mark.postgresql_only  # SQLite has one writer at a time: a write inside a write waits for itself
+def test_a_write_inside_a_write_runs_on_another_connection(database: Database) -> None:
+    outer, inner = database.write(lambda uow: (_session_id(uow), database.write(_session_id)))
+    assert outer != inner
+    assert database.write(_session_id) == outer
+
+
+def test_a_failed_write_leaves_the_kept_connection_usable(database: Database) -> None:
+    def fail(uow: UnitOfWork) -> None:
+        uow.experiments.create("doomed", "", {}, 1)
+        raise NotFound("X", "fail after writing")
+
+    for _ in range(3):
+        with pytest.raises(NotFound):
+            database.write(fail)
+    assert database.write(lambda uow: uow.experiments.create("fine", "", {}, 2)).name == "fine"
+    assert count_rows(database, "experiments", "name IN ('doomed', 'fine')") == 1
+
+
+def test_threads_beyond_the_pool_size_borrow_and_ended_threads_give_theirs_back(database: Database) -> None:
+    """The fixture's pool has 8 connections: 8 threads keep one each, the others borrow one
+    per write; the connections of threads that have ended go back when a thread needs one."""
+
+    def create(name: str) -> Callable[[UnitOfWork], Any]:
+        return lambda uow: uow.experiments.create(name, "", {}, 1)
+
+    def three_writes(i: int) -> None:
+        for n in range(3):
+            database.write(create(f"t{i}-{n}"))
+
+    results = _race(12, three_writes)
+    assert all(not isinstance(r, StoreError) for r in results)
+    assert count_rows(database, "experiments", "name LIKE 't%-%'") == 36
+    pool = database.engine.pool
+    assert isinstance(pool, sa.pool.QueuePool)
+    assert pool.checkedout() == 8  # kept by the 12 threads, which have ended
+    database.write(lambda uow: uow.experiments.create("later", "", {}, 1))  # this thread's first
+    assert pool.checkedout() == 1
