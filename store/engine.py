@@ -100,14 +100,19 @@ def make_engine(url: str | URL, *, pool_size: int = 20, read_only: bool = False,
     # psycopg 3 prepares a statement server-side after it has run ``prepare_threshold`` times.
     # PostgreSQL would then switch a prepared statement to a generic plan after five runs, which
     # for filter queries is far worse than the plan made for the actual values (measured: a tag
-    # search went from 2.3 ms to 13.5 ms); force_custom_plan keeps the parse savings only.
+    # search went from 2.3 ms to 13.5 ms): reads (every search and filter runs on the read
+    # engine) use force_custom_plan, which keeps the parse savings only. Writes run point
+    # statements (by key, or over an array of ids), for which a generic plan is as good and
+    # planning each execution was a third of PostgreSQL's CPU: they keep the default, ``auto``
+    # (measured, CreateAssessment in-process: 555-665 -> 360-485 µs of PostgreSQL CPU per call).
     # jit=off: the aggregations of GetRunResults/CompareRuns/QueryTraceMetrics cross the JIT
     # cost threshold, and compiling them took 2.5 s for a query that runs in 100 ms (measured on
     # CompareRuns over 60,000 assessments). Our queries are short; JIT never pays back here.
     # work_mem 32MB (default 4MB): the analytics aggregate tens of thousands of rows per call;
     # with 4MB their grouping and sorts spilled to disk (measured: CompareRuns over 60,000
     # assessments). It is a per-operation ceiling, not an allocation.
-    options = "-c plan_cache_mode=force_custom_plan -c jit=off -c work_mem=32MB"
+    plans = "force_custom_plan" if read_only else "auto"
+    options = f"-c plan_cache_mode={plans} -c jit=off -c work_mem=32MB"
     if read_only:
         options += " -c default_transaction_read_only=on"
     connect_args: dict[str, Any] = {"prepare_threshold": 5, "connect_timeout": 10, "options": options}

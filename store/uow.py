@@ -21,7 +21,7 @@ import base64
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, TypeVar
@@ -37,7 +37,7 @@ from store.errors import Aborted, Unavailable
 from store.orm.base import table
 from store.orm.system import ServiceSettingRow
 from store.query.keyset import PageTokenCodec
-from store.query.raw import RawStatement, compile_raw
+from store.query.raw import ForIds, RawStatement, compile_raw
 from store.repositories.assessments import AssessmentRepository
 from store.repositories.dataset_fields import DatasetFieldStore
 from store.repositories.dataset_records import DatasetRecordWriter
@@ -107,6 +107,11 @@ class UnitOfWork:
                 return [make(*r) for r in cursor.fetchall()]
             finally:
                 cursor.close()
+
+    def fetch_ids(self, stmt: ForIds, ids: Sequence[str], params: dict[str, Any] | None = None) -> list[Any]:
+        """``fetch`` of a statement over a list of ids (see ``store/query/raw.py``)."""
+        chosen = stmt.postgresql if self.dialect == "postgresql" else stmt.sqlite
+        return self.fetch(chosen, {**(params or {}), "b_ids": stmt.parameter(self.dialect, ids)})
 
     def fetch_column(self, stmt: ClauseElement, params: dict[str, Any]) -> list[Any]:
         """The first column of ``fetch``'s rows, fetched in the driver's binary format where it

@@ -8,16 +8,19 @@ once; ``UnitOfWork.fetch`` then runs it on the unit of work's own connection (sa
 transaction), returning named tuples. The SQL is still written with SQLAlchemy, in one place.
 
 Only for statements whose parameters and results need no type processing (integers, strings,
-JSON) and with no expanding (``IN``) parameters.
+JSON) and with no expanding (``IN``) parameters: a list of ids is one parameter (``ForIds``).
 """
 
 from __future__ import annotations
 
 import json
 from collections import namedtuple
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -69,3 +72,25 @@ def json_value(value: Any) -> Any:
     affinity). Only for columns whose values are objects or arrays, or on SQLite: a PostgreSQL
     jsonb string arrives as a ``str`` that is not JSON text."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class ForIds:
+    """A statement over a list of ids (``b_ids``), built once per backend so that it compiles
+    once: ``= ANY(CAST(:b_ids AS TEXT[]))`` on PostgreSQL, ``IN (SELECT value FROM
+    json_each(:b_ids))`` on SQLite. An expanding ``IN`` would be compiled again on every call,
+    through SQLAlchemy's whole execution path. Run with ``UnitOfWork.fetch_ids``."""
+
+    postgresql: ClauseElement
+    sqlite: ClauseElement
+
+    @classmethod
+    def build(cls, column: Any, make: Callable[[Any], ClauseElement]) -> ForIds:
+        """``make(condition)``: the statement, given the condition "``column`` is one of the ids"."""
+        param: Any = sa.bindparam("b_ids")
+        pg = column == sa.func.any(sa.cast(param, postgresql.ARRAY(sa.Text)))
+        lite = column.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(param)))
+        return cls(make(pg), make(lite))
+
+    def parameter(self, dialect: str, ids: Sequence[str]) -> Any:
+        return list(ids) if dialect == "postgresql" else json.dumps(list(ids))

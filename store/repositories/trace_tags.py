@@ -22,6 +22,7 @@ from store.limits import TAGS_PER_ENTITY_MAX
 from store.orm.base import table
 from store.orm.traces import TraceRow, TraceTagRow
 from store.query.bulk import BulkWrite
+from store.query.raw import ForIds
 from store.repositories.run_result_cache import invalidate_traces
 from store.repositories.run_results import REQUEST_ID_TAG
 from store.spans import TRACE_NAME_TAG
@@ -34,13 +35,16 @@ TT = table(TraceTagRow)
 _UPSERT = BulkWrite(TT, ("trace_id", "key", "value"), ("trace_id", "key"), ("value",))
 _INSERT_MISSING = BulkWrite(TT, ("trace_id", "key", "value"), ("trace_id", "key"))
 _N = sa.func.count()
-_OVER_LIMIT = (
-    sa.select(TT.c.trace_id, _N.label("n"))
-    .where(TT.c.trace_id.in_(sa.bindparam("b_ids", expanding=True)))
-    .group_by(TT.c.trace_id)
-    .having(_N > TAGS_PER_ENTITY_MAX)
-    .order_by(TT.c.trace_id)
-    .limit(1)
+_OVER_LIMIT = ForIds.build(
+    TT.c.trace_id,
+    lambda one_of: (
+        sa.select(TT.c.trace_id, _N.label("n"))
+        .where(one_of)
+        .group_by(TT.c.trace_id)
+        .having(_N > TAGS_PER_ENTITY_MAX)
+        .order_by(TT.c.trace_id)
+        .limit(1)
+    ),
 )
 _NAME = sa.update(TR).where(TR.c.trace_id == sa.bindparam("b_id")).values(name=sa.bindparam("b_name"))
 
@@ -60,8 +64,9 @@ def set_trace_tags(
         return
     _INSERT_MISSING.run(uow, [(t, k, v) for t in trace_ids for k, v in sorted(defaults.get(t, {}).items())])
     _UPSERT.run(uow, [(t, k, v) for t in trace_ids for k, v in sorted(tags.get(t, {}).items())])
-    over = uow.conn.execute(_OVER_LIMIT, {"b_ids": trace_ids}).first()
-    if over is not None:
+    found = uow.fetch_ids(_OVER_LIMIT, trace_ids)
+    if found:
+        over = found[0]
         raise ResourceExhausted(
             "TOO_MANY_TAGS",
             f"trace {over.trace_id!r} would have {over.n} tags; at most {TAGS_PER_ENTITY_MAX}",

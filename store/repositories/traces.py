@@ -36,6 +36,7 @@ from store.limits import SPANS_PER_TRACE_MAX, TAGS_PER_ENTITY_MAX
 from store.orm.base import table
 from store.orm.traces import SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
 from store.query.bulk import BulkUpdate, BulkWrite
+from store.query.raw import ForIds
 from store.repositories.run_result_cache import invalidate_traces
 from store.repositories.run_results import REQUEST_ID_TAG
 from store.spans import PROMOTED_METADATA, TRACE_NAME_TAG, aggregate_usage, preview
@@ -82,15 +83,16 @@ _NAME_TAGGED = (
     sa.exists().where(TT.c.trace_id == TR.c.trace_id, TT.c.key == sa.literal(TRACE_NAME_TAG)).label("name_tagged")
 )
 # The row as it is, locked: LogSpans starts from these values and writes all of them back.
-_LOCK = (
-    sa.select(
+_LOCK = ForIds.build(
+    TR.c.trace_id,
+    lambda one_of: sa.select(
         TR.c.trace_id, TR.c.experiment_id, TR.c.request_time_from_caller, TR.c.duration_from_caller,
         TR.c.state_from_caller, _NAME_TAGGED,
         *(TR.c[f] for f in _AGGREGATE_FIELDS),
     )
-    .where(TR.c.trace_id.in_(_IDS))
+    .where(one_of)
     .order_by(TR.c.trace_id)
-    .with_for_update(key_share=True)
+    .with_for_update(key_share=True),
 )  # fmt: skip
 _SPAN_STATS = (
     sa.select(
@@ -193,7 +195,7 @@ class TraceRepository:
 
     def _lock(self, trace_ids: list[str], experiment: int | None) -> dict[str, _Locked]:
         """Lock the trace rows in id order; they must exist and, given ``experiment``, be its."""
-        rows = self._conn.execute(_LOCK, {"b_ids": trace_ids}).all()
+        rows = self._uow.fetch_ids(_LOCK, trace_ids)
         found = {r.trace_id: _Locked(r, {}) for r in rows}
         missing = [t for t in trace_ids if t not in found]
         if missing:
@@ -457,7 +459,7 @@ class TraceMutations:
     # -- helpers -----------------------------------------------------------------------------
 
     def _lock_writable(self, trace_id: str) -> None:
-        rows = self._conn.execute(_LOCK, {"b_ids": [trace_id]}).all()
+        rows = self._uow.fetch_ids(_LOCK, [trace_id])
         if not rows:
             raise trace_not_found(trace_id)
         self._uow.experiments.require_active(str(rows[0].experiment_id))
