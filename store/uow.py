@@ -110,8 +110,10 @@ class UnitOfWork:
 
     def fetch_ids(self, stmt: ForIds, ids: Sequence[str], params: dict[str, Any] | None = None) -> list[Any]:
         """``fetch`` of a statement over a list of ids (see ``store/query/raw.py``)."""
-        chosen = stmt.postgresql if self.dialect == "postgresql" else stmt.sqlite
-        return self.fetch(chosen, {**(params or {}), "b_ids": stmt.parameter(self.dialect, ids)})
+        values = {**(params or {}), "b_ids": stmt.parameter(self.dialect, ids)}
+        if self.dialect == "postgresql":
+            return self.fetch_raw(compile_raw(stmt.postgresql, self.conn.dialect, stmt.pg_suffix), values)
+        return self.fetch(stmt.sqlite, values)
 
     def fetch_column(self, stmt: ClauseElement, params: dict[str, Any]) -> list[Any]:
         """The first column of ``fetch``'s rows, fetched in the driver's binary format where it

@@ -83,14 +83,15 @@ class ForIds:
 
     postgresql: ClauseElement
     sqlite: ClauseElement
+    pg_suffix: str = ""  # SQL after the PostgreSQL statement (see ``compile_raw``)
 
     @classmethod
-    def build(cls, column: Any, make: Callable[[Any], ClauseElement]) -> ForIds:
+    def build(cls, column: Any, make: Callable[[Any], ClauseElement], pg_suffix: str = "") -> ForIds:
         """``make(condition)``: the statement, given the condition "``column`` is one of the ids"."""
         param: Any = sa.bindparam("b_ids")
         pg = column == sa.func.any(sa.cast(param, postgresql.ARRAY(sa.Text)))
         lite = column.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(param)))
-        return cls(make(pg), make(lite))
+        return cls(make(pg), make(lite), pg_suffix)
 
     def parameter(self, dialect: str, ids: Sequence[str]) -> Any:
         return list(ids) if dialect == "postgresql" else json.dumps(list(ids))

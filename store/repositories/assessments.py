@@ -43,7 +43,7 @@ from store.query.bulk import BulkWrite
 from store.query.filter_sql import Coerce, Field, FilterSpec, Kind
 from store.query.filters import Scalar, filter_error
 from store.query.keyset import OrderKey, OrderSpec
-from store.query.raw import compile_raw, json_value
+from store.query.raw import ForIds, json_value
 from store.query.search import run_search
 from store.repositories.experiments import experiment_deleted, parse_experiment_id
 from store.repositories.run_result_cache import invalidate_runs
@@ -89,16 +89,16 @@ _EXPERIMENT_OF = (
 # and its experiment FOR SHARE (as ``ExperimentRepository.require_active``: a concurrent delete
 # of the experiment waits for this transaction). SQLite's write transaction holds the database.
 E = table(ExperimentRow)
-_TRACES_AND_STAGES = sa.select(TR.c.trace_id, TR.c.experiment_id, E.c.lifecycle_stage).join_from(
-    TR, E, E.c.experiment_id == TR.c.experiment_id
+_LOCK_TRACES = ForIds.build(
+    TR.c.trace_id,
+    lambda one_of: (
+        sa.select(TR.c.trace_id, TR.c.experiment_id, E.c.lifecycle_stage)
+        .join_from(TR, E, E.c.experiment_id == TR.c.experiment_id)
+        .where(one_of)
+        .order_by(TR.c.trace_id)
+    ),
+    pg_suffix=f"FOR KEY SHARE OF {TR.name} FOR SHARE OF {E.name}",
 )
-_LOCK_TRACES_PG = _TRACES_AND_STAGES.where(
-    TR.c.trace_id == sa.func.any(sa.cast(_P("b_ids"), postgresql.ARRAY(sa.Text)))
-).order_by(TR.c.trace_id)
-_PG_LOCKS = f"FOR KEY SHARE OF {TR.name} FOR SHARE OF {E.name}"
-_LOCK_TRACES_SQLITE = _TRACES_AND_STAGES.where(
-    TR.c.trace_id.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(_P("b_ids"))))
-).order_by(TR.c.trace_id)
 _LOCK_TARGETS = (
     sa.select(A.c.assessment_id, A.c.trace_id, A.c.valid, A.c.run_id)
     .where(A.c.assessment_id.in_(_P("b_ids", expanding=True)))
@@ -315,12 +315,7 @@ class AssessmentRepository:
     def _require_writable_traces(self, items: Sequence[NewAssessment]) -> None:
         """Every trace exists (locked against deletion) and lives in an active experiment."""
         trace_ids = sorted({i.trace_id for i in items})
-        if self._uow.dialect == "postgresql":
-            locking = compile_raw(_LOCK_TRACES_PG, self._conn.dialect, _PG_LOCKS)
-            rows = self._uow.fetch_raw(locking, {"b_ids": trace_ids})
-        else:
-            rows = self._uow.fetch(_LOCK_TRACES_SQLITE, {"b_ids": json.dumps(trace_ids)})
-        found = {r.trace_id: r for r in rows}
+        found = {r.trace_id: r for r in self._uow.fetch_ids(_LOCK_TRACES, trace_ids)}
         for item in items:
             if item.trace_id not in found:
                 raise trace_not_found(item.trace_id)
