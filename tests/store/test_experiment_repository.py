@@ -168,9 +168,13 @@ def _session_id(uow: UnitOfWork) -> Any:
 
 
 def test_a_thread_keeps_its_write_connection_between_writes(database: Database) -> None:
+    pool = database.engine.pool
+    assert isinstance(pool, sa.pool.QueuePool)
     first = database.write(_session_id)
+    assert pool.checkedout() == 1  # not given back to the pool after the write
     database.write(lambda uow: uow.experiments.create("kept", "", {}, 1))
     assert database.write(_session_id) == first
+    assert pool.checkedout() == 1
     assert count_rows(database, "experiments", "name = 'kept'") == 1
 
 
