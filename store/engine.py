@@ -105,13 +105,19 @@ def make_engine(url: str | URL, *, pool_size: int = 20, read_only: bool = False,
     # statements (by key, or over an array of ids), for which a generic plan is as good and
     # planning each execution was a third of PostgreSQL's CPU: they keep the default, ``auto``
     # (measured, CreateAssessment in-process: 555-665 -> 360-485 µs of PostgreSQL CPU per call).
+    # A generic plan is made once per connection and kept until the table is ANALYZEd: made
+    # while a table is small (a new database, or autovacuum off), it scans the whole table, and
+    # keeps scanning as the table grows (measured: LogSpans' trace lock and its name-tag check
+    # were sequential scans of traces and trace_tags, 3-5 ms per call after 4,000 traces, and
+    # growing). Writes therefore also set enable_seqscan=off: every write statement has an index
+    # to seek (a scan remains possible where none applies; it is only costed last).
     # jit=off: the aggregations of GetRunResults/CompareRuns/QueryTraceMetrics cross the JIT
     # cost threshold, and compiling them took 2.5 s for a query that runs in 100 ms (measured on
     # CompareRuns over 60,000 assessments). Our queries are short; JIT never pays back here.
     # work_mem 32MB (default 4MB): the analytics aggregate tens of thousands of rows per call;
     # with 4MB their grouping and sorts spilled to disk (measured: CompareRuns over 60,000
     # assessments). It is a per-operation ceiling, not an allocation.
-    plans = "force_custom_plan" if read_only else "auto"
+    plans = "force_custom_plan" if read_only else "auto -c enable_seqscan=off"
     options = f"-c plan_cache_mode={plans} -c jit=off -c work_mem=32MB"
     if read_only:
         options += " -c default_transaction_read_only=on"

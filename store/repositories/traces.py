@@ -79,8 +79,16 @@ _AGGREGATE_FIELDS = (
     "span_count", "request_time", "execution_duration", "state", "name", "request_preview", "response_preview",
     "session_id", "user_id", "input_tokens", "output_tokens", "total_tokens",
 )  # fmt: skip
+# A scalar subquery with LIMIT, not EXISTS: PostgreSQL may run an EXISTS as one hashed scan of
+# every trace_tags row with the key (as a generic plan did, the table then small), which grows
+# with the table; a scalar subquery is always one seek of pk_trace_tags per locked trace.
 _NAME_TAGGED = (
-    sa.exists().where(TT.c.trace_id == TR.c.trace_id, TT.c.key == sa.literal(TRACE_NAME_TAG)).label("name_tagged")
+    sa.select(sa.literal_column("1"))
+    .where(TT.c.trace_id == TR.c.trace_id, TT.c.key == sa.literal(TRACE_NAME_TAG))
+    .limit(1)
+    .scalar_subquery()
+    .is_not(None)
+    .label("name_tagged")
 )
 # The row as it is, locked: LogSpans starts from these values and writes all of them back.
 _LOCK = ForIds.build(
