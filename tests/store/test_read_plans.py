@@ -1,0 +1,67 @@
+"""Plans of hot reads that must not depend on PostgreSQL's statistics: a table that grew since it
+was last analyzed (autovacuum behind, or off) must still be read through its index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from store.repositories.assessments import _OF_TRACES_PG, AssessmentRepository
+from store.uow import Database, UnitOfWork
+
+ASSESSMENTS = 5_000
+TRACES = 500
+
+
+def _fill(uow: UnitOfWork) -> None:
+    """``TRACES`` traces with ``ASSESSMENTS`` feedback between them, written in plain SQL."""
+    uow.conn.exec_driver_sql(
+        "INSERT INTO traces (trace_id, experiment_id, request_time, state, span_count, request_time_from_caller,"
+        " duration_from_caller, state_from_caller, create_time, update_time)"
+        " SELECT 'tr-' || md5(i::text), 0, i, 'OK', 0, false, false, false, i, i"
+        " FROM generate_series(1, %(n)s) AS i",
+        {"n": TRACES},
+    )
+    uow.conn.exec_driver_sql(
+        "INSERT INTO assessments (assessment_id, trace_id, name, kind, source_type, value, metadata, valid,"
+        " create_time, update_time)"
+        " SELECT 'a-' || md5(i::text), 'tr-' || md5((i %% %(t)s + 1)::text), 'quality', 'feedback', 'HUMAN',"
+        " '0.5', '{}', true, i, i FROM generate_series(1, %(n)s) AS i",
+        {"n": ASSESSMENTS, "t": TRACES},
+    )
+
+
+def _plan(uow: UnitOfWork, sql: str, params: dict[str, Any]) -> str:
+    return "\n".join(uow.conn.exec_driver_sql("EXPLAIN " + sql, params).scalars())
+
+
+@pytest.mark.postgresql_only  # SQLite has no statistics-driven choice between these plans
+def test_assessments_of_a_page_of_traces_are_sought_per_trace_without_statistics(database: Database) -> None:
+    database.write(_fill)
+    ids = [row[0] for row in database.read(lambda uow: uow.conn.exec_driver_sql(
+        "SELECT trace_id FROM traces ORDER BY trace_id LIMIT 100").all())]  # fmt: skip
+
+    def plans(uow: UnitOfWork) -> tuple[str, str]:
+        compiled = _OF_TRACES_PG.compile(dialect=uow.conn.dialect)
+        ours = _plan(uow, str(compiled), {**compiled.params, "b_ids": ids})
+        naive = _plan(uow, "SELECT * FROM assessments WHERE trace_id = ANY(%(ids)s)", {"ids": ids})
+        return ours, naive
+
+    ours, naive = database.read(plans)
+    assert "ix_assessments_trace_id_create_time" in ours and "Seq Scan on assessments" not in ours, ours
+    # What the statement's form prevents: the plain ANY over the never-analyzed table scans it.
+    assert "Seq Scan on assessments" in naive, naive
+    # And it returns every assessment of those traces, oldest first within each trace.
+    got = database.read(lambda uow: AssessmentRepository(uow).of_traces(ids))
+    assert sum(len(v) for v in got.values()) == ASSESSMENTS * len(ids) // TRACES
+    for found in got.values():
+        times = [a.create_time_ms for a in found]
+        assert times == sorted(times)
+    assert set(got) == set(ids)
+    expected = database.read(
+        lambda uow: uow.conn.exec_driver_sql(
+            "SELECT count(*) FROM assessments WHERE trace_id = ANY(%(ids)s)", {"ids": ids}
+        ).scalar_one()
+    )
+    assert expected == ASSESSMENTS * len(ids) // TRACES
