@@ -218,20 +218,24 @@ def test_threads_beyond_the_pool_size_borrow_and_ended_threads_give_theirs_back(
     assert pool.checkedout() == 1
 
 
-def _generic_plans_on_a_new_table(uow: UnitOfWork) -> tuple[str, str]:
+def _generic_plans_on_a_small_table(uow: UnitOfWork) -> tuple[str, str]:
     """The generic plan (what a prepared statement keeps after five runs) of a lookup by an
-    array of keys in a new table of a few pages, never analyzed: with the connection's settings,
-    and with sequential scans allowed."""
+    array of ids in a new table like ``traces`` holding 300 traces, never analyzed: with the
+    connection's settings, and with sequential scans allowed."""
     conn = uow.conn
-    conn.exec_driver_sql("CREATE TEMPORARY TABLE probe (key text PRIMARY KEY, value text) ON COMMIT DROP")
-    conn.exec_driver_sql("INSERT INTO probe SELECT 'k' || i, 'v' FROM generate_series(1, 200) AS i")
+    conn.exec_driver_sql("CREATE TEMPORARY TABLE new_traces (LIKE traces INCLUDING INDEXES) ON COMMIT DROP")
+    conn.exec_driver_sql(
+        "INSERT INTO new_traces (trace_id, experiment_id, request_time, state, span_count, request_time_from_caller,"
+        " duration_from_caller, state_from_caller, create_time, update_time)"
+        " SELECT 'tr-' || md5(i::text), 0, i, 'OK', 0, false, false, false, i, i FROM generate_series(1, 300) AS i"
+    )
     conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
     plans = []
     for setting in ("SELECT 1", "SET LOCAL enable_seqscan = on"):
         conn.exec_driver_sql(setting)
-        conn.exec_driver_sql("PREPARE by_keys(text[]) AS SELECT value FROM probe WHERE key = ANY($1)")
-        plans.append("\n".join(conn.exec_driver_sql("EXPLAIN EXECUTE by_keys('{k}')").scalars()))
-        conn.exec_driver_sql("DEALLOCATE by_keys")
+        conn.exec_driver_sql("PREPARE by_ids(text[]) AS SELECT trace_id FROM new_traces WHERE trace_id = ANY($1)")
+        plans.append("\n".join(conn.exec_driver_sql("EXPLAIN EXECUTE by_ids('{tr-0}')").scalars()))
+        conn.exec_driver_sql("DEALLOCATE by_ids")
     return plans[0], plans[1]
 
 
@@ -239,7 +243,7 @@ def _generic_plans_on_a_new_table(uow: UnitOfWork) -> tuple[str, str]:
 def test_write_plans_made_on_a_small_table_still_seek_by_index(database: Database) -> None:
     """A generic plan stays with its connection until the table is analyzed: the write
     connections must not keep a full scan made while a table was small as the table grows."""
-    write_plan, scanning_plan = database.write(_generic_plans_on_a_new_table)
+    write_plan, scanning_plan = database.write(_generic_plans_on_a_small_table)
     assert "Index" in write_plan and "Seq Scan" not in write_plan, write_plan
-    # What the write connections' settings prevent: the default settings scan the new table.
-    assert "Seq Scan on probe" in scanning_plan, scanning_plan
+    # What the write connections' settings prevent: the default settings scan the table.
+    assert "Seq Scan on new_traces" in scanning_plan, scanning_plan
