@@ -108,14 +108,19 @@ class PlainValues:
 
 
 def _normal(value: Any) -> Any:
-    """``value`` as ``_plain`` would read it back from a Struct (integral floats become ints)."""
-    if isinstance(value, float):
+    """``value`` as ``_plain`` would read it back from a Struct (integral floats become ints).
+    Dispatch on the exact type, strings first: they are most attribute values (2.4 against
+    5.4 µs for the attributes of a benchmark span with ``isinstance`` chains)."""
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return value
+    if kind is dict:
+        return {k: v if type(v) is str else _normal(v) for k, v in value.items()}
+    if kind is int:
+        return value if -_EXACT <= value <= _EXACT else float(value)  # a Struct holds doubles
+    if kind is float:
         return int(value) if value.is_integer() and -_EXACT <= value <= _EXACT else value
-    if isinstance(value, int) and not isinstance(value, bool) and not -_EXACT <= value <= _EXACT:
-        return float(value)  # a Struct holds doubles
-    if isinstance(value, dict):
-        return {k: _normal(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if kind is list:
         return [_normal(v) for v in value]
     return value
 
