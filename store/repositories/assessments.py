@@ -23,6 +23,7 @@ row in one statement (``BulkWrite``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections import defaultdict
@@ -77,15 +78,14 @@ _PER_TRACE = (
     .order_by(A.c.create_time, A.c.assessment_id)
     .lateral("a")
 )
-_OF_TRACES_PG = (
-    sa.select(*_PER_TRACE.c)
-    .select_from(_TRACE_IDS.join(_PER_TRACE, sa.true()))
-    .order_by(*(_PER_TRACE.c[c.name] for c in _ORDER_OF_TRACES))
-)
-_OF_TRACES_SQLITE = (
-    sa.select(*_COLUMNS)
-    .where(A.c.trace_id.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(_P("b_ids")))))
-    .order_by(*_ORDER_OF_TRACES)
+# SQLite keeps the plain form: ``trace_id IN (SELECT value FROM json_each(ids))``.
+_OF_TRACES = dataclasses.replace(
+    ForIds.build(A.c.trace_id, lambda one_of: sa.select(*_COLUMNS).where(one_of).order_by(*_ORDER_OF_TRACES)),
+    postgresql=(
+        sa.select(*_PER_TRACE.c)
+        .select_from(_TRACE_IDS.join(_PER_TRACE, sa.true()))
+        .order_by(*(_PER_TRACE.c[c.name] for c in _ORDER_OF_TRACES))
+    ),
 )
 # value, error, metadata in _COLUMNS. SQLite returns JSON as its text, except numbers: a column
 # declared JSON has NUMERIC affinity, so "0.7" is stored (and returned) as the number 0.7.
@@ -237,10 +237,9 @@ class AssessmentRepository:
         out: dict[str, list[Assessment]] = defaultdict(list)
         if not trace_ids:
             return out
-        if self._uow.dialect == "postgresql":
-            rows = self._uow.fetch(_OF_TRACES_PG, {"b_ids": list(trace_ids)})
-        else:
-            rows = [_parsed(r) for r in self._uow.fetch(_OF_TRACES_SQLITE, {"b_ids": json.dumps(list(trace_ids))})]
+        rows = self._uow.fetch_ids(_OF_TRACES, trace_ids)
+        if self._uow.dialect != "postgresql":
+            rows = [_parsed(r) for r in rows]
         for row in rows:
             out[row[1]].append(to_domain(row))
         return out

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from store.repositories.assessments import _OF_TRACES_PG, AssessmentRepository
+from store.repositories.assessments import _OF_TRACES, AssessmentRepository
 from store.uow import Database, UnitOfWork
 
 ASSESSMENTS = 5_000
@@ -43,7 +43,7 @@ def test_assessments_of_a_page_of_traces_are_sought_per_trace_without_statistics
         "SELECT trace_id FROM traces ORDER BY trace_id LIMIT 100").all())]  # fmt: skip
 
     def plan(uow: UnitOfWork) -> str:
-        compiled = _OF_TRACES_PG.compile(dialect=uow.conn.dialect)
+        compiled = _OF_TRACES.postgresql.compile(dialect=uow.conn.dialect)
         return _plan(uow, str(compiled), {**compiled.params, "b_ids": ids})
 
     # (The plain ``trace_id = ANY(ids)`` form is a sequential scan here, in a new database.)
