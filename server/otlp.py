@@ -4,8 +4,8 @@ Any OpenTelemetry SDK or Collector can export into an experiment on the server's
 
 * **Experiment**: the request metadata ``x-mlflow-experiment-id``, else the resource attribute
   ``mlflow.experimentId`` (per resource); neither is INVALID_ARGUMENT (EXPERIMENT_REQUIRED).
-* **Spans** are converted to ``mlgenai.v1.Span`` and stored by the LogSpans path
-  (``server/convert/spans.py::to_record``, ``TraceRepository.log_spans``): trace id "tr-" + the
+* **Spans** get LogSpans' checks and records (``server/convert/spans.py``: ``check_fields``,
+  ``record_of``) and are stored by ``TraceRepository.log_spans``: trace id "tr-" + the
   hex of the 16-byte OTLP id, span ids the hex of the 8 bytes; ``mlflow.spanInputs`` /
   ``mlflow.spanOutputs`` (JSON text, as MLflow's SDK sends them; text that is not JSON is kept as
   a string) become inputs/outputs, ``mlflow.spanType`` the span type; ``mlflow.traceRequestId``
@@ -56,7 +56,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2 as otlp_trace_pb
 
 from mlgenai.v1 import span_pb2
 from server.convert.common import now_ms
-from server.convert.spans import PlainValues, to_record
+from server.convert.spans import PARENT_RULE, check_fields, read_back, record_of
 from server.validation import Violations
 from store import limits
 from store.domain import SpanRecord
@@ -110,11 +110,13 @@ def any_value(value: common_pb2.AnyValue) -> Any:
 
 
 def attributes(kvs: Iterable[common_pb2.KeyValue]) -> dict[str, Any]:
-    """Key-values as a dict (a repeated key: the last one wins, as in OTel SDKs)."""
+    """Key-values as a dict (a repeated key: the last one wins, as in OTel SDKs). A non-empty
+    string is most values: it is read without asking which kind the value is."""
     out: dict[str, Any] = {}
     for kv in kvs:
         value = kv.value
-        out[kv.key] = value.string_value if value.WhichOneof("value") == "string_value" else any_value(value)
+        text = value.string_value
+        out[kv.key] = text if text else any_value(value)
     return out
 
 
@@ -178,9 +180,9 @@ class Converted:
     attributes: dict[str, Any]
 
 
-def _hex_id(checks: Violations, at: str, raw: bytes, size: int) -> str:
+def _hex_id(checks: Violations, at: str, field: str, raw: bytes, size: int) -> str:
     if len(raw) != size or not any(raw):
-        checks.add(at, f"{size} bytes, not all zero (got {len(raw)} bytes)")
+        checks.add(f"{at}.{field}", f"{size} bytes, not all zero (got {len(raw)} bytes)")
         return ""
     return raw.hex()
 
@@ -189,7 +191,7 @@ def _fill(target: struct_pb2.Value, value: Any) -> None:
     """Set ``target`` to a JSON value (``Struct.update``/``ListValue.extend`` are the fast paths)."""
     if isinstance(value, dict):
         target.struct_value.SetInParent()
-        target.struct_value.update(value)
+        _update(target.struct_value, value)
     elif isinstance(value, list):
         target.list_value.SetInParent()
         target.list_value.extend(value)
@@ -203,14 +205,31 @@ def _fill(target: struct_pb2.Value, value: Any) -> None:
         target.number_value = value
 
 
+def _update(struct: struct_pb2.Struct, values: Mapping[str, Any]) -> None:
+    """``struct.update(values)``, with strings and numbers (most attribute values) set directly
+    on the map entry: 6.3 against 10 µs for the attributes of a benchmark span."""
+    fields = struct.fields
+    for key, value in values.items():
+        kind = type(value)
+        if kind is str:
+            fields[key].string_value = value
+        elif kind is int or kind is float:
+            fields[key].number_value = value
+        else:
+            struct.update({key: value})
+
+
 def convert(otlp: otlp_trace_pb.Span, checks: Violations, at: str) -> Converted | None:
-    """The store record of an OTLP span, through our ``Span`` and LogSpans' ``to_record`` (same
-    validation, same record); problems go to ``checks``."""
+    """The store record of an OTLP span: LogSpans' checks (``check_fields``) and record
+    (``record_of``), from the OTLP values, with our ``Span`` built for its serialized form only;
+    problems go to ``checks``."""
     before = len(checks.items)
-    trace_hex = _hex_id(checks, f"{at}.trace_id", otlp.trace_id, 16)
-    span_hex = _hex_id(checks, f"{at}.span_id", otlp.span_id, 8)
+    trace_hex = _hex_id(checks, at, "trace_id", otlp.trace_id, 16)
+    span_hex = _hex_id(checks, at, "span_id", otlp.span_id, 8)
     parent = otlp.parent_span_id
-    parent_hex = _hex_id(checks, f"{at}.parent_span_id", parent, 8) if any(parent) else ""
+    parent_hex = _hex_id(checks, at, "parent_span_id", parent, 8) if any(parent) else ""
+    if parent_hex and parent_hex == span_hex:
+        checks.add(f"{at}.parent_span_id", PARENT_RULE)
     if len(checks.items) > before:
         return None
     attrs = attributes(otlp.attributes)
@@ -219,36 +238,47 @@ def convert(otlp: otlp_trace_pb.Span, checks: Violations, at: str) -> Converted 
         attrs = {k: decode_json(v) for k, v in attrs.items()}
         decode = _as_is
     span_type = decode(attrs.get(SPAN_TYPE, ""))
-    inputs = decode(attrs[SPAN_INPUTS]) if SPAN_INPUTS in attrs else None
-    outputs = decode(attrs[SPAN_OUTPUTS]) if SPAN_OUTPUTS in attrs else None
+    if not isinstance(span_type, str):
+        span_type = tag_value(span_type)
+    has_inputs, has_outputs = SPAN_INPUTS in attrs, SPAN_OUTPUTS in attrs
+    inputs = decode(attrs[SPAN_INPUTS]) if has_inputs else None
+    outputs = decode(attrs[SPAN_OUTPUTS]) if has_outputs else None
     kept = {k: v for k, v in attrs.items() if k not in _MAPPED}
+    name, start, end = otlp.name, otlp.start_time_unix_nano, otlp.end_time_unix_nano
+    status = otlp.status
+    code, message = status.code, status.message
+    trace_id = "tr-" + trace_hex
     try:
         span = span_pb2.Span(
-            trace_id="tr-" + trace_hex,
+            trace_id=trace_id,
             span_id=span_hex,
             parent_span_id=parent_hex,
-            name=otlp.name,
-            span_type=span_type if isinstance(span_type, str) else tag_value(span_type),
-            start_time_unix_nano=otlp.start_time_unix_nano,
-            end_time_unix_nano=otlp.end_time_unix_nano,
-            status=span_pb2.SpanStatus(code=otlp.status.code, message=otlp.status.message),  # type: ignore[arg-type]
+            name=name,
+            span_type=span_type,
+            start_time_unix_nano=start,
+            end_time_unix_nano=end,
+            status=span_pb2.SpanStatus(code=code, message=message),  # type: ignore[arg-type]
         )
-        if SPAN_INPUTS in attrs:
+        if has_inputs:
             _fill(span.inputs, inputs)
-        if SPAN_OUTPUTS in attrs:
+        if has_outputs:
             _fill(span.outputs, outputs)
-        span.attributes.update(kept)
-        event_attributes = []
+        _update(span.attributes, kept)
+        events = []
         for event in otlp.events:
-            added = span.events.add(name=event.name, time_unix_nano=event.time_unix_nano)
-            event_attributes.append(attributes(event.attributes))
-            added.attributes.update(event_attributes[-1])
+            event_name, event_time, event_attrs = event.name, event.time_unix_nano, attributes(event.attributes)
+            _update(span.events.add(name=event_name, time_unix_nano=event_time).attributes, event_attrs)
+            events.append((event_name, event_time, read_back(event_attrs)))
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. a time beyond int64
         checks.add(at, f"times out of range, or values that cannot be stored ({type(exc).__name__})")
         return None
-    plain = PlainValues(kept, inputs if SPAN_INPUTS in attrs else None, outputs if SPAN_OUTPUTS in attrs else None,
-                        event_attributes)  # fmt: skip
-    record = to_record(span, checks, at, plain)
+    check_fields(checks, at, name, span_type, start, end, code, message, kept, [e[0] for e in events])
+    if len(checks.items) > before:
+        return None
+    record = record_of(
+        checks, at, trace_id, span_hex, parent_hex, name, span_type, start, end, code, message, read_back(kept),
+        read_back(inputs), read_back(outputs), events, span.SerializeToString(),
+    )  # fmt: skip
     return Converted(record, kept) if record is not None else None
 
 

@@ -539,6 +539,57 @@ def test_invalid_spans_are_rejected_and_counted_the_valid_ones_stored(api: Api, 
     assert count_rows(database, "spans") == 2
 
 
+SPAN_RULES = {  # a span breaking one rule: (the problem as error_message quotes it)
+    "parent is the span itself": ("parent_span_id", "empty, or 16 lowercase hex characters other than span_id"),
+    "no name": ("name", "required"),
+    "NUL in the name": ("name", "must not contain the NUL character"),
+    "span type too long": ("span_type", "at most 64 characters (got 65)"),
+    "status message too long": ("status.message", "at most 8000 characters (got 8001)"),
+    "NUL in the status message": ("status.message", "must not contain the NUL character"),
+    "attribute key too long": ("attributes", "keys are at most 250 characters"),
+    "event without a name": ("events[1].name", "required"),
+    "event name too long": ("events[0].name", "at most 1000 characters (got 1001)"),
+    "ends before it starts": ("end_time_unix_nano", "0 (running) or not before start_time_unix_nano"),
+    "status code 7": ("status.code", "UNSET, OK or ERROR"),
+}
+
+
+def _breaking(rule: str, trace: bytes) -> ot.Span:
+    span = sid()
+    event = ot.Span.Event(name="e", time_unix_nano=T0)
+    return {
+        "parent is the span itself": lambda: mk_span(trace, span, parent=span),
+        "no name": lambda: mk_span(trace, span, name=""),
+        "NUL in the name": lambda: mk_span(trace, span, name="a\x00b"),
+        "span type too long": lambda: mk_span(trace, span, attrs={"mlflow.spanType": "T" * 65}),
+        "status message too long": lambda: mk_span(trace, span, code=2, message="m" * 8_001),
+        "NUL in the status message": lambda: mk_span(trace, span, code=2, message="a\x00b"),
+        "attribute key too long": lambda: mk_span(trace, span, attrs={"k" * 251: 1}),
+        "event without a name": lambda: mk_span(trace, span, events=[event, ot.Span.Event(time_unix_nano=T0)]),
+        "event name too long": lambda: mk_span(trace, span, events=[ot.Span.Event(name="e" * 1_001)]),
+        "ends before it starts": lambda: mk_span(trace, span, start=T0, end=T0 - 1),
+        "status code 7": lambda: mk_span(trace, span, code=7),
+    }[rule]()
+
+
+@pytest.mark.parametrize("rule", sorted(SPAN_RULES))
+def test_each_span_rule_rejects_the_span_by_its_field(api: Api, database: Database, rule: str) -> None:
+    """LogSpans' rules, each broken alone, named the way LogSpans names them; the span next to
+    the broken one is stored."""
+    exp = api.experiment()
+    trace, root = tid(), sid()
+    request = mk_request(({}, [mk_span(trace, root, name="root"), _breaking(rule, trace)]))
+    response = api.export(request, exp)
+
+    field, problem = SPAN_RULES[rule]
+    assert response.partial_success.rejected_spans == 1
+    assert response.partial_success.error_message == (
+        f"1 of 2 spans rejected: resource_spans[0].scope_spans[0].spans[1].{field}: {problem}"
+    )
+    assert [s.name for s in api.trace(trace).spans] == ["root"]
+    assert count_rows(database, "spans") == 1
+
+
 def test_every_span_rejected_stores_nothing(api: Api, database: Database) -> None:
     exp = api.experiment()
     response = api.export(mk_request(({}, [mk_span(tid(), sid(), name=""), mk_span(b"", sid())])), exp)
