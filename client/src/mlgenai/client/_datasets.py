@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from mlgenai.client.convert import to_dict, to_struct, to_value
+from mlgenai.client.convert import fill_struct, set_value, to_dict, to_struct
 from mlgenai.client.paging import iter_pages
 from mlgenai.v1 import evaluation_dataset_pb2 as dpb, evaluation_dataset_service_pb2 as pb
 from mlgenai.v1.evaluation_dataset_service_pb2_grpc import EvaluationDatasetServiceStub
@@ -39,14 +39,17 @@ def record_to_proto(record: Mapping[str, Any]) -> dpb.DatasetRecord:
     inputs = record.get("inputs")
     if not isinstance(inputs, Mapping):
         raise TypeError(f"a record's inputs must be a dict (a JSON object), got {type(inputs).__name__}")
-    msg = dpb.DatasetRecord(inputs=to_struct(inputs))
+    msg = dpb.DatasetRecord()
+    msg.inputs.SetInParent()
+    fill_struct(msg.inputs, inputs)
     if "outputs" in record:
-        msg.outputs.CopyFrom(to_value(record["outputs"]))
+        set_value(msg.outputs, record["outputs"])
     expectations = record.get("expectations")
     if expectations is not None:
         if not isinstance(expectations, Mapping):
             raise TypeError("a record's expectations must be a dict")
-        msg.expectations.CopyFrom(to_struct(expectations))
+        msg.expectations.SetInParent()
+        fill_struct(msg.expectations, expectations)
     source = record.get("source")
     if source:
         kind = str(source.get("source_type") or "").upper().removeprefix("DATASET_RECORD_SOURCE_TYPE_")
