@@ -78,8 +78,9 @@ PARENT_RULE = "empty, or 16 lowercase hex characters other than span_id"
 
 def _check_span(checks: Violations, at: str, span: span_pb2.Span) -> None:
     """LogSpans' checks of a span: its ids, then ``check_fields``."""
-    check_trace_id(checks, f"{at}.trace_id", span.trace_id)
-    span_id, parent = span.span_id, span.parent_span_id
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    if not TRACE_ID.fullmatch(trace_id):
+        check_trace_id(checks, f"{at}.trace_id", trace_id)
     if not SPAN_ID.fullmatch(span_id):
         checks.add(f"{at}.span_id", "16 lowercase hex characters")
     if parent and (not SPAN_ID.fullmatch(parent) or parent == span_id):
