@@ -160,6 +160,7 @@ def run_worker(settings: Settings) -> None:
     db = open_database(settings)
     _purge_request_ids(db, settings)
     db.page_tokens  # noqa: B018 - create the shared page-token key before the first search
+    db.release_thread()  # the request threads keep the pool's connections, this one none
     running = build_server(settings, db)
     host = settings.address.rsplit(":", 1)[0]
     log.info("listening", extra={"address": f"{host}:{running.port}", "database": db.engine.url.render_as_string()})

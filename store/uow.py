@@ -351,6 +351,20 @@ class Database:
         except Exception:
             pass  # the connection is being thrown away anyway
 
+    def release_thread(self) -> None:
+        """Give back the connections the calling thread keeps: for a thread done with the
+        database, such as the one that starts a server. Kept, its connection would count
+        against the ``pool_size`` that request threads may keep, and one request thread would
+        borrow from the pool on every call."""
+        for kind in (_READ, _WRITE):
+            conn = getattr(self._local, kind, None)
+            if conn is None:
+                continue
+            setattr(self._local, kind, None)
+            with self._held_lock:
+                self._held.pop(conn, None)
+            conn.close()
+
     def write(self, fn: Callable[[UnitOfWork], T]) -> T:
         """Run ``fn`` in a write transaction and commit; retry it on serialization conflicts."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):

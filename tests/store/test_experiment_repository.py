@@ -218,6 +218,31 @@ def test_threads_beyond_the_pool_size_borrow_and_ended_threads_give_theirs_back(
     assert pool.checkedout() == 1
 
 
+def test_a_released_thread_leaves_every_kept_connection_to_the_other_threads(database: Database) -> None:
+    """A server's main thread writes at start-up (request-id purge, page-token key) and then
+    releases its connections: the fixture's 8 connections are then kept by 8 request threads,
+    none of which borrows from the pool on each write."""
+    database.write(lambda uow: uow.experiments.create("startup", "", {}, 1))
+    database.read(lambda uow: uow.experiments.get_by_name("startup"))
+    database.release_thread()
+    pool = database.engine.pool
+    assert isinstance(pool, sa.pool.QueuePool)
+    assert pool.checkedout() == 0
+    borrowed: list[bool] = []
+    kept = threading.Barrier(8)
+
+    def write_twice(i: int) -> None:
+        for name in (f"r{i}-0", f"r{i}-1"):
+            database.write(lambda uow, name=name: uow.experiments.create(name, "", {}, 1))
+        borrowed.append(database._local.__dict__.get("write") is None)
+        kept.wait(30)  # every thread alive while the others look
+
+    _race(8, write_twice)
+    assert borrowed == [False] * 8
+    assert count_rows(database, "experiments", "name LIKE 'r%-%'") == 16
+    assert database.write(lambda uow: uow.experiments.create("after", "", {}, 1)).name == "after"
+
+
 def _generic_plans_on_a_small_table(uow: UnitOfWork) -> tuple[str, str]:
     """The generic plan (what a prepared statement keeps after five runs) of a lookup by an
     array of ids in a new table like ``traces`` holding 300 traces, never analyzed: with the
