@@ -410,9 +410,10 @@ class OtlpTraceServicer(otlp_grpc.TraceServiceServicer):
             now = now_ms()
 
             def tx(uow: UnitOfWork) -> None:
+                created: set[str] = set()
                 for experiment_id in sorted(batch.records):
-                    uow.traces.log_spans(experiment_id, batch.records[experiment_id], now)
-                set_trace_tags(uow, batch.root_tags, defaults=batch.resource_tags)
+                    created |= uow.traces.log_spans(experiment_id, batch.records[experiment_id], now).created
+                set_trace_tags(uow, batch.root_tags, defaults=batch.resource_tags, created=created)
 
             self.db.write(tx)
         elif batch.experiments:  # every span rejected: still say if the experiment is wrong

@@ -94,8 +94,8 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         records = [to_record(s, checks, f"spans[{i}]") for i, s in enumerate(request.spans)]
         checks.raise_if_any()
         spans = [r for r in records if r is not None]
-        trace_ids = self.db.write(lambda uow: uow.traces.log_spans(request.experiment_id, spans, now_ms()))
-        return pb.LogSpansResponse(span_count=len({(s.trace_id, s.span_id) for s in spans}), trace_ids=trace_ids)
+        logged = self.db.write(lambda uow: uow.traces.log_spans(request.experiment_id, spans, now_ms()))
+        return pb.LogSpansResponse(span_count=len({(s.trace_id, s.span_id) for s in spans}), trace_ids=logged.trace_ids)
 
     def EndTrace(self, request: pb.EndTraceRequest, context: Ctx) -> trace_pb2.TraceInfo:
         checks = Violations()

@@ -53,19 +53,22 @@ class BulkWrite:
     columns: tuple[str, ...]
     conflict_keys: tuple[str, ...] = ()
     update_columns: tuple[str, ...] = ()  # empty with conflict keys: DO NOTHING
+    returning: tuple[Any, ...] = ()  # PostgreSQL: what to return of each row written (RETURNING)
 
-    def run(self, uow: UnitOfWork, rows: Sequence[Sequence[Any]]) -> None:
-        """Write ``rows`` (tuples in ``columns`` order)."""
+    def run(self, uow: UnitOfWork, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """Write ``rows`` (tuples in ``columns`` order). With ``returning``, PostgreSQL returns
+        each row written (not those a conflict left alone) as a named tuple; SQLite returns no
+        rows (its ``executemany`` cannot), so callers look them up there."""
         if not rows:
-            return
+            return []
         if uow.dialect == "postgresql":
             if len(rows) == 1:
-                uow.fetch_raw(_pg_single_row(self, uow.conn.dialect), dict(zip(self.names, rows[0], strict=True)))
-                return
+                row = dict(zip(self.names, rows[0], strict=True))
+                return uow.fetch_raw(_pg_single_row(self, uow.conn.dialect), row)
             arrays = {name: [row[i] for row in rows] for i, name in enumerate(self.names)}
-            uow.fetch_raw(_pg_binary(self, uow.conn.dialect), arrays)
-        else:
-            uow.fetch_many(_sqlite_statement(self), [dict(zip(self.names, row, strict=True)) for row in rows])
+            return uow.fetch_raw(_pg_binary(self, uow.conn.dialect), arrays)
+        uow.fetch_many(_sqlite_statement(self), [dict(zip(self.names, row, strict=True)) for row in rows])
+        return []
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -93,6 +96,12 @@ def _conflict(stmt: Any, write: BulkWrite) -> Any:
     )
 
 
+def _pg_conflict(stmt: Any, write: BulkWrite) -> Any:
+    """The conflict clause, then ``RETURNING`` (PostgreSQL)."""
+    stmt = _conflict(stmt, write)
+    return stmt.returning(*write.returning) if write.returning else stmt
+
+
 @cache
 def _names(columns: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"b_{c}" for c in columns)
@@ -106,7 +115,7 @@ def _pg_single_row(write: BulkWrite, dialect: Dialect) -> RawStatement:
         param: Any = sa.bindparam(f"b_{name}")
         is_json = isinstance(write.table.c[name].type, (sa.JSON, postgresql.JSONB))
         values[name] = sa.cast(param, postgresql.JSONB) if is_json else param
-    raw = compile_raw(_conflict(postgresql.insert(write.table).values(values), write), dialect)
+    raw = compile_raw(_pg_conflict(postgresql.insert(write.table).values(values), write), dialect)
     return dataclasses.replace(raw, sql=re.sub(r"%\((b_\w+)\)s", _binary_bytes(write), raw.sql))
 
 
@@ -132,7 +141,7 @@ def _pg_statement(write: BulkWrite) -> Any:
         for c in columns
     ]
     stmt = postgresql.insert(write.table).from_select(list(write.columns), sa.select(*values))
-    return _conflict(stmt, write)
+    return _pg_conflict(stmt, write)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 Every write is an idempotent upsert that is safe to race from several server processes:
 
 * the experiment gets a shared lock (a concurrent delete of it waits; writers don't);
-* missing traces are inserted with ``ON CONFLICT DO NOTHING``, then **all touched trace rows
-  are locked in trace-id order** (``FOR NO KEY UPDATE``, which does not block the foreign-key
-  checks of concurrent assessment inserts) before any span is written. Two calls on the same
+* missing traces are inserted with ``ON CONFLICT DO NOTHING`` (on PostgreSQL the rows created
+  come back from the insert, locked by it), then **the other touched trace rows are locked in
+  trace-id order** (``FOR NO KEY UPDATE``, which does not block the foreign-key checks of
+  concurrent assessment inserts) before any span is written. Two calls on the same
   traces therefore serialize instead of deadlocking (mlflow#24332) and each recomputes the
   trace's aggregates from the spans as committed by the other (no lost update, mlflow#23244);
 * spans are upserted in (trace_id, span_id) order in one statement; a re-sent span replaces
@@ -22,6 +23,7 @@ A trace id that belongs to another experiment is FAILED_PRECONDITION and nothing
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -121,6 +123,15 @@ _ROOTS = (
 _USAGE_TREE = sa.select(
     S.c.trace_id, S.c.span_id, S.c.parent_span_id, S.c.input_tokens, S.c.output_tokens, S.c.total_tokens
 ).where(S.c.trace_id.in_(_IDS))
+# PostgreSQL: the traces a LogSpans creates come back from their insert, as _LOCK would read
+# them (a new trace has no tags): locked by their insertion, they need no _LOCK of their own.
+_CREATE_TRACES = dataclasses.replace(
+    _NEW_TRACES,
+    returning=(
+        TR.c.trace_id, TR.c.experiment_id, TR.c.request_time_from_caller, TR.c.duration_from_caller,
+        TR.c.state_from_caller, sa.false().label("name_tagged"), *(TR.c[f] for f in _AGGREGATE_FIELDS),
+    ),
+)  # fmt: skip
 # Every aggregate is written: the values are the locked row's, recomputed where spans decide.
 _UPDATE_TRACES = BulkUpdate(TR, "trace_id", (*_AGGREGATE_FIELDS, "update_time"))
 
@@ -143,6 +154,15 @@ class _BatchRoot:
     status: str
     end_time_unix_nano: int | None
     payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedSpans:
+    """What a LogSpans touched: its traces (sorted ids) and those it created (PostgreSQL; on
+    SQLite none are told apart)."""
+
+    trace_ids: list[str]
+    created: frozenset[str]
 
 
 @dataclass
@@ -172,8 +192,9 @@ class TraceRepository:
 
     # -- LogSpans ----------------------------------------------------------------------------
 
-    def log_spans(self, experiment_id: str, spans: Sequence[SpanRecord], now_ms: int) -> list[str]:
-        """Store ``spans`` (see the module docstring); returns the touched trace ids, sorted."""
+    def log_spans(self, experiment_id: str, spans: Sequence[SpanRecord], now_ms: int) -> LoggedSpans:
+        """Store ``spans`` (see the module docstring); the touched trace ids, sorted, and those
+        this call created."""
         unique = {(s.trace_id, s.span_id): s for s in spans}  # a span sent twice: the last wins
         ordered = [unique[k] for k in sorted(unique)]
         by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
@@ -181,12 +202,16 @@ class TraceRepository:
             by_trace[span.trace_id].append(span)
         trace_ids = sorted(by_trace)
         exp: int | None = None
+        locked: dict[str, _Locked] = {}
         if experiment_id:
             exp = self._uow.experiments.require_active(experiment_id)
             firsts = {t: min(s.start_time_unix_nano for s in group) // 1_000_000 for t, group in by_trace.items()}
             rows = [(t, exp, firsts[t], TRACE_IN_PROGRESS, 0, False, False, False, now_ms, now_ms) for t in trace_ids]
-            _NEW_TRACES.run(self._uow, rows)
-        locked = self._lock(trace_ids, exp)
+            locked = {r.trace_id: _Locked(r, {}) for r in _CREATE_TRACES.run(self._uow, rows)}  # none on SQLite
+        created = frozenset(locked)
+        existing = [t for t in trace_ids if t not in created]
+        if existing:
+            locked |= self._lock(existing, exp)
         # Previews derived from a root span follow it when a root is (re-)sent; the caller's stay.
         # Which is which is told by comparing with the root as stored before this call.
         rerooted = [
@@ -199,7 +224,7 @@ class TraceRepository:
         old_roots = self._roots(rerooted)
         _UPSERT_SPANS.run(self._uow, [_span_row(s) for s in ordered])
         self._recompute(locked, by_trace, old_roots, now_ms)
-        return trace_ids
+        return LoggedSpans(trace_ids, created)
 
     def _lock(self, trace_ids: list[str], experiment: int | None) -> dict[str, _Locked]:
         """Lock the trace rows in id order; they must exist and, given ``experiment``, be its."""

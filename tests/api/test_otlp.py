@@ -402,6 +402,39 @@ def test_tags_that_break_the_limits_are_left_out_and_reported(api: Api) -> None:
     assert dict(api.trace(trace).info.tags) == {"service.name": "svc"}
 
 
+def test_a_new_trace_takes_up_to_the_tag_limit_from_one_export(api: Api, database: Database) -> None:
+    """A trace the export creates: its resource tags and root span tags together, at most 1,000
+    (``mlflow.traceTag.k0`` and the resource attribute ``k0`` are one tag)."""
+    exp = api.experiment()
+    resource = {f"k{i}": "r" for i in range(600)}
+    root_tags = {f"mlflow.traceTag.k{i}": "t" for i in range(200, 600)}  # all already named by the resource
+    full, over = tid(), tid()
+    api.export(mk_request((resource, [mk_span(full, sid(), attrs={**root_tags, "mlflow.traceTag.k999": "t"})])), exp)
+    tags = api.trace(full).info.tags
+    assert len(tags) == 601 and tags["k0"] == "r" and tags["k200"] == "t"
+    big = {f"k{i}": "r" for i in range(1_000)}
+    api.export(mk_request((big, [mk_span(tid(), sid())])), exp)  # exactly the limit
+    before = snapshot(database, "traces", "spans", "trace_tags")
+    request = mk_request((big, [mk_span(over, sid(), attrs={"mlflow.traceTag.one-more": "t"})]))
+    err = expect_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_TAGS", lambda: api.export(request, exp))
+    assert "1001 tags" in str(err)
+    assert snapshot(database, "traces", "spans", "trace_tags") == before
+
+
+def test_an_export_cannot_take_a_stored_trace_over_the_tag_limit(api: Api, database: Database) -> None:
+    exp = api.experiment()
+    trace, root = tid(), sid()
+    api.export(mk_request(({f"a{i}": "v" for i in range(990)}, [mk_span(trace, root)])), exp)
+    before = snapshot(database, "traces", "spans", "trace_tags")
+    later = mk_request(({f"b{i}": "v" for i in range(11)}, [mk_span(trace, sid(), parent=root, name="child")]))
+    err = expect_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_TAGS", lambda: api.export(later, exp))
+    assert "1001 tags" in str(err)
+    assert snapshot(database, "traces", "spans", "trace_tags") == before
+    fits = mk_request(({f"b{i}": "v" for i in range(10)}, [mk_span(trace, sid(), parent=root, name="child")]))
+    assert api.export(fits, exp).partial_success.rejected_spans == 0
+    assert len(api.trace(trace).info.tags) == 1_000
+
+
 def test_session_user_and_token_usage_are_promoted(api: Api) -> None:
     exp = api.experiment()
     trace, root, llm1, llm2 = tid(), sid(), sid(), sid()
