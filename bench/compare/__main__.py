@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from bench.compare import ours, peers
 from bench.compare.common import Workload, parse_result
 from bench.databases import ROOT, fresh_database
+from bench.procstat import busy_pct
 from bench.report import machine_info
 from server.childproc import ServerProcess
 
@@ -82,6 +84,19 @@ def run_phoenix(w: Workload, work: Path) -> dict[str, Any]:
         args = ["--base-url", srv.base_url, "--grpc", srv.grpc_target, "--dsn", dsn, "--workload", w.to_json()]
         result = _driver(peers.PHOENIX, "drive_phoenix", args, work / "drive-phoenix.log")
     return result | {"config": "phoenix serve, PostgreSQL; OTLP/gRPC, phoenix.client for the rest"}
+
+
+def machine_speed() -> dict[str, float]:
+    """How fast the machine runs Python just before a side starts, and how busy other programs
+    keep it: the seconds of a fixed pure-Python loop (best of 3) and the CPUs' busy percent over
+    one second. This machine's speed drifts by ±25% within an hour, and the sides run one after
+    another: a ratio between sides measured at different speeds says so here."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        sum(i * i for i in range(1_000_000))
+        best = min(best, time.perf_counter() - start)
+    return {"loop_s": round(best, 4), "busy_pct": round(busy_pct(1.0), 1)}
 
 
 LOSSLESS_KEY = "ingest_stored_spans_per_s"
@@ -174,6 +189,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         lines.append("  ".join(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(cells)))
     lines.append("")
     lines.append("Ratios are ours ÷ theirs for rates and theirs ÷ ours for latency, against the better MLflow.")
+    speeds = [f"{s} {results[s]['machine']['loop_s']:.3f} s" for s in SIDES if "machine" in results.get(s, {})]
+    if speeds:
+        lines.append(f"Machine speed before each side (a fixed Python loop; lower is faster): {', '.join(speeds)}.")
     for side in SIDES:
         if side not in results:
             continue
@@ -217,12 +235,14 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         for side in sides:
             print(f"running {side} ...", file=sys.stderr, flush=True)
+            speed = machine_speed()
             if side == "ours":
                 results[side] = run_ours(w_ours, a.workers)
             elif side.startswith("mlflow_w"):
                 results[side] = run_mlflow(w, int(side[-1]), work, burst=side == "mlflow_w1")
             else:
                 results[side] = run_phoenix(w, work)
+            results[side]["machine"] = speed
     print(table(results))
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = a.out or RESULTS / f"compare-{stamp}.json"

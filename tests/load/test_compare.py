@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp_service
 
 from bench.compare import ours
-from bench.compare.__main__ import table, verdicts
+from bench.compare.__main__ import machine_speed, table, verdicts
 from bench.compare.common import StoredCounter, Workload, parse_result
 from bench.compare.payload import otlp_requests
 from server.childproc import ServerProcess
@@ -78,6 +78,16 @@ def test_table_shows_every_side_the_ratio_and_the_verdict() -> None:
     line = next(row for row in text.splitlines() if row.startswith("trace ingestion, spans stored"))
     assert "40,000" in line and "400.0× (≥300× PASS)" in line and "200.0× (≥100× PASS)" in line
     assert "ours: ; ingestion stored 100 of 100 spans" in text
+
+
+def test_the_machine_speed_before_each_side_is_measured_and_shown() -> None:
+    speed = machine_speed()
+    assert 0 < speed["loop_s"] < 10 and 0 <= speed["busy_pct"] <= 100
+    results = _results(ours_ingest=40_000.0, search_ms=5.0)
+    results["ours"]["machine"] = {"loop_s": 0.05, "busy_pct": 3.0}
+    results["phoenix"]["machine"] = {"loop_s": 0.0625, "busy_pct": 50.0}
+    line = next(row for row in table(results).splitlines() if row.startswith("Machine speed"))
+    assert line.endswith(": ours 0.050 s, phoenix 0.062 s.")
 
 
 def test_a_driver_answer_is_its_last_result_line() -> None:
