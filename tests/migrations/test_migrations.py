@@ -39,6 +39,32 @@ def test_downgrade_to_base_and_upgrade_again(empty_db_url: str) -> None:
     engine.dispose()
 
 
+_LZ4 = sa.text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+_COMPRESSION = sa.text(
+    "SELECT c.relname || '.' || a.attname, a.attcompression"
+    " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE (c.relname, a.attname) IN"
+    " (('spans', 'payload'), ('spans', 'proto'), ('evaluation_dataset_fields', 'stats'))"
+)
+
+
+@pytest.mark.postgresql_only
+def test_large_values_are_compressed_with_lz4_and_back_to_the_default_on_downgrade(empty_db_url: str) -> None:
+    """The spans' payload and proto and the dataset field profiles, rewritten on every write,
+    use lz4 where the server is built with it (as this machine's is); a downgrade past the
+    revisions restores the default."""
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        lz4 = "l" if conn.execute(_LZ4).scalar() else ""
+        assert dict(conn.execute(_COMPRESSION).all()) == {
+            "spans.payload": lz4, "spans.proto": lz4, "evaluation_dataset_fields.stats": lz4,
+        }  # fmt: skip
+    migrate.downgrade(engine, "b7e2c4a19f03")
+    with engine.connect() as conn:
+        assert dict(conn.execute(_COMPRESSION).all())["evaluation_dataset_fields.stats"] == ""
+    engine.dispose()
+
+
 def test_initial_revision_creates_the_default_experiment(empty_db_url: str) -> None:
     engine = make_engine(empty_db_url)
     migrate.upgrade(engine)
