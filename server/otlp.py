@@ -228,8 +228,6 @@ def convert(otlp: otlp_trace_pb.Span, checks: Violations, at: str) -> Converted 
     span_hex = _hex_id(checks, at, "span_id", otlp.span_id, 8)
     parent = otlp.parent_span_id
     parent_hex = _hex_id(checks, at, "parent_span_id", parent, 8) if any(parent) else ""
-    if parent_hex and parent_hex == span_hex:
-        checks.add(f"{at}.parent_span_id", PARENT_RULE)
     if len(checks.items) > before:
         return None
     attrs = attributes(otlp.attributes)
@@ -272,6 +270,8 @@ def convert(otlp: otlp_trace_pb.Span, checks: Violations, at: str) -> Converted 
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. a time beyond int64
         checks.add(at, f"times out of range, or values that cannot be stored ({type(exc).__name__})")
         return None
+    if parent_hex and parent_hex == span_hex:  # LogSpans' rule, reported with the others as there
+        checks.add(f"{at}.parent_span_id", PARENT_RULE)
     check_fields(checks, at, name, span_type, start, end, code, message, kept, [e[0] for e in events])
     if len(checks.items) > before:
         return None

@@ -623,6 +623,17 @@ def test_each_span_rule_rejects_the_span_by_its_field(api: Api, database: Databa
     assert count_rows(database, "spans") == 1
 
 
+def test_a_span_breaking_several_rules_is_told_all_of_them(api: Api) -> None:
+    exp = api.experiment()
+    trace, span = tid(), sid()
+    response = api.export(mk_request(({}, [mk_span(trace, span, parent=span, name="", code=9)])), exp)
+    at = "resource_spans[0].scope_spans[0].spans[0]"
+    assert response.partial_success.error_message == (
+        f"1 of 1 spans rejected: {at}.parent_span_id: {SPAN_RULES['parent is the span itself'][1]}; "
+        f"{at}.name: required; {at}.status.code: UNSET, OK or ERROR"
+    )
+
+
 def test_every_span_rejected_stores_nothing(api: Api, database: Database) -> None:
     exp = api.experiment()
     response = api.export(mk_request(({}, [mk_span(tid(), sid(), name=""), mk_span(b"", sid())])), exp)
