@@ -341,10 +341,14 @@ class Database:
             conn.close()
         return claimed
 
-    def _drop_connection(self, kind: str, conn: Connection) -> None:
+    def _forget(self, kind: str, conn: Connection) -> None:
+        """The calling thread no longer keeps ``conn`` (its connection of ``kind``)."""
         setattr(self._local, kind, None)
         with self._held_lock:
             self._held.pop(conn, None)
+
+    def _drop_connection(self, kind: str, conn: Connection) -> None:
+        self._forget(kind, conn)
         try:
             conn.invalidate()
             conn.close()
@@ -358,12 +362,9 @@ class Database:
         borrow from the pool on every call."""
         for kind in (_READ, _WRITE):
             conn = getattr(self._local, kind, None)
-            if conn is None:
-                continue
-            setattr(self._local, kind, None)
-            with self._held_lock:
-                self._held.pop(conn, None)
-            conn.close()
+            if conn is not None:
+                self._forget(kind, conn)
+                conn.close()  # back to the pool
 
     def write(self, fn: Callable[[UnitOfWork], T]) -> T:
         """Run ``fn`` in a write transaction and commit; retry it on serialization conflicts."""
