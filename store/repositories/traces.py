@@ -23,7 +23,6 @@ A trace id that belongs to another experiment is FAILED_PRECONDITION and nothing
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -123,14 +122,18 @@ _ROOTS = (
 _USAGE_TREE = sa.select(
     S.c.trace_id, S.c.span_id, S.c.parent_span_id, S.c.input_tokens, S.c.output_tokens, S.c.total_tokens
 ).where(S.c.trace_id.in_(_IDS))
-# PostgreSQL: the traces a LogSpans creates come back from their insert, as _LOCK would read
-# them (a new trace has no tags): locked by their insertion, they need no _LOCK of their own.
-_CREATE_TRACES = dataclasses.replace(
-    _NEW_TRACES,
-    returning=(
-        TR.c.trace_id, TR.c.experiment_id, TR.c.request_time_from_caller, TR.c.duration_from_caller,
-        TR.c.state_from_caller, sa.false().label("name_tagged"), *(TR.c[f] for f in _AGGREGATE_FIELDS),
+# LogSpans inserts the traces it may create with every aggregate. On PostgreSQL a new trace's
+# come from the batch, and the insert returns the traces it created: locked by their insertion
+# and complete, they need neither _LOCK nor a recompute. On SQLite, whose executemany returns
+# nothing, they are a trace's without spans, and every trace is locked and recomputed.
+_CREATE_TRACES = BulkWrite(
+    TR,
+    (
+        "trace_id", "experiment_id", "request_time_from_caller", "duration_from_caller", "state_from_caller",
+        *_AGGREGATE_FIELDS, "create_time", "update_time",
     ),
+    conflict_keys=("trace_id",),
+    returning=(TR.c.trace_id,),
 )  # fmt: skip
 # Every aggregate is written: the values are the locked row's, recomputed where spans decide.
 _UPDATE_TRACES = BulkUpdate(TR, "trace_id", (*_AGGREGATE_FIELDS, "update_time"))
@@ -202,28 +205,27 @@ class TraceRepository:
             by_trace[span.trace_id].append(span)
         trace_ids = sorted(by_trace)
         exp: int | None = None
-        locked: dict[str, _Locked] = {}
+        created: frozenset[str] = frozenset()
         if experiment_id:
             exp = self._uow.experiments.require_active(experiment_id)
-            firsts = {t: min(s.start_time_unix_nano for s in group) // 1_000_000 for t, group in by_trace.items()}
-            rows = [(t, exp, firsts[t], TRACE_IN_PROGRESS, 0, False, False, False, now_ms, now_ms) for t in trace_ids]
-            locked = {r.trace_id: _Locked(r, {}) for r in _CREATE_TRACES.run(self._uow, rows)}  # none on SQLite
-        created = frozenset(locked)
+            complete = self._uow.dialect == "postgresql"
+            rows = [_new_trace(t, exp, by_trace[t], complete, now_ms) for t in trace_ids]
+            created = frozenset(r.trace_id for r in _CREATE_TRACES.run(self._uow, rows))  # none on SQLite
         existing = [t for t in trace_ids if t not in created]
-        if existing:
-            locked |= self._lock(existing, exp)
+        locked = self._lock(existing, exp) if existing else {}
         # Previews derived from a root span follow it when a root is (re-)sent; the caller's stay.
         # Which is which is told by comparing with the root as stored before this call.
         rerooted = [
             t
-            for t in trace_ids
+            for t in existing
             if locked[t].row.span_count
             and any(not s.parent_span_id for s in by_trace[t])
             and (locked[t].row.request_preview is not None or locked[t].row.response_preview is not None)
         ]
         old_roots = self._roots(rerooted)
         _UPSERT_SPANS.run(self._uow, [_span_row(s) for s in ordered])
-        self._recompute(locked, by_trace, old_roots, now_ms)
+        if locked:
+            self._recompute(locked, by_trace, old_roots, now_ms)
         return LoggedSpans(trace_ids, created)
 
     def _lock(self, trace_ids: list[str], experiment: int | None) -> dict[str, _Locked]:
@@ -296,6 +298,41 @@ class TraceRepository:
             )
             tree[r.trace_id].append((r.span_id, r.parent_span_id or "", used))
         return {t: aggregate_usage(spans) for t, spans in tree.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _NewTrace:
+    """A trace row as LogSpans creates it, before its spans decide its aggregates (what
+    ``_aggregates`` reads of a locked row)."""
+
+    request_time: int
+    span_count: int = 0
+    execution_duration: int | None = None
+    state: str = TRACE_IN_PROGRESS
+    name: str | None = None
+    request_preview: str | None = None
+    response_preview: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    request_time_from_caller: bool = False
+    duration_from_caller: bool = False
+    state_from_caller: bool = False
+    name_tagged: bool = False
+
+
+def _new_trace(trace_id: str, experiment: int, batch: list[SpanRecord], complete: bool, now_ms: int) -> tuple[Any, ...]:
+    """The ``_CREATE_TRACES`` row of a trace LogSpans may create: with the aggregates of
+    ``batch`` as its only spans when ``complete``, else those of a trace without spans."""
+    row = _NewTrace(min(s.start_time_unix_nano for s in batch) // 1_000_000)
+    if complete:
+        stat, root, usage = _from_batch(batch)
+        values = _aggregates(row, stat, root, None, usage, batch)
+    else:
+        values = {f: getattr(row, f) for f in _AGGREGATE_FIELDS}
+    return (trace_id, experiment, False, False, False, *(values[f] for f in _AGGREGATE_FIELDS), now_ms, now_ms)
 
 
 def _from_batch(batch: list[SpanRecord]) -> tuple[_BatchStat, _BatchRoot | None, TokenUsage | None]:

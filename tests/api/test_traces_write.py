@@ -366,6 +366,24 @@ def test_spans_of_many_traces_in_one_call(tr: Traces, exp: str) -> None:
     assert (three.state, three.request_time.ToMilliseconds()) == (TRACE_ERROR, T0_MS + 30)
 
 
+def test_a_call_that_creates_one_trace_and_extends_another(tr: Traces, exp: str) -> None:
+    """The new trace's fields come from the batch alone, the stored trace's from all its spans."""
+    tr.log(exp, span(tid(5), sid(1), name="root", start=0, end=50, status=OK, inputs={"q": "first"}))
+    tr.log(
+        exp,
+        span(tid(6), sid(1), name="fresh", start=5, end=7, status=ERROR, inputs={"q": 1}, attrs={"user.id": "u6"}),
+        span(tid(5), sid(2), sid(1), name="child", start=10, end=80),
+    )
+    old, new = tr.info(tid(5)), tr.info(tid(6))
+    assert (old.name, old.span_count, duration_ms(old), old.state, old.request_preview) == (
+        "root", 2, 80, TRACE_OK, '{"q":"first"}',
+    )  # fmt: skip
+    assert (new.name, new.span_count, duration_ms(new), new.state, new.request_preview, new.user_id) == (
+        "fresh", 1, 2, TRACE_ERROR, '{"q":1}', "u6",
+    )  # fmt: skip
+    assert (new.request_time.ToMilliseconds(), old.request_time.ToMilliseconds()) == (T0_MS + 5, T0_MS)
+
+
 def test_existing_trace_needs_no_experiment_id(tr: Traces, exp: str) -> None:
     tr.log(exp, span(tid(1), sid(1)))
     response = tr.log("", span(tid(1), sid(2), sid(1)))
