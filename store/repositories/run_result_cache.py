@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from store.orm.base import table
 from store.orm.runs import RunResultNameRow, RunResultPairRow, RunResultStateRow, RunRow
 from store.orm.traces import AssessmentRow
+from store.query.raw import ForIds
 from store.repositories.run_results import keyed_values
 
 if TYPE_CHECKING:
@@ -42,22 +43,35 @@ A = table(AssessmentRow)
 _P = sa.bindparam
 
 
-def _upsert(dialect: str, run_ids: Sequence[str], bump: bool) -> Any:
-    """State rows for the existing runs among ``run_ids``: new ones at generation 1 (bump) or
-    0; existing ones raised by one (bump) or left alone."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    source = sa.select(R.c.run_id, sa.literal(1 if bump else 0)).where(R.c.run_id.in_(run_ids)).order_by(R.c.run_id)
+def _state_rows(insert: Any, bump: bool, condition: Any) -> Any:
+    """State rows for the existing runs among ``condition``'s: new ones at generation 1 (bump)
+    or 0; existing ones raised by one (bump) or left alone."""
+    source = sa.select(R.c.run_id, sa.literal(1 if bump else 0)).where(condition).order_by(R.c.run_id)
     stmt = insert(S).from_select([S.c.run_id, S.c.generation], source)
     if bump:
         return stmt.on_conflict_do_update(index_elements=[S.c.run_id], set_={"generation": S.c.generation + 1})
     return stmt.on_conflict_do_nothing(index_elements=[S.c.run_id])
 
 
+# Built once per backend and kind and run on the driver's cursor (``fetch_ids``): built on each
+# call, the statement's construction and compilation cost more CPU than the rest of a
+# BatchCreateAssessments' writes.
+_STATE_ROWS = {
+    (dialect, bump): ForIds.build(R.c.run_id, partial(_state_rows, insert, bump))
+    for dialect, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+    for bump in (True, False)
+}
+
+
+def _upsert(uow: UnitOfWork, run_ids: Sequence[str], bump: bool) -> None:
+    uow.fetch_ids(_STATE_ROWS[(uow.dialect, bump)], run_ids)
+
+
 def invalidate_runs(uow: UnitOfWork, run_ids: Iterable[str | None]) -> None:
     """Mark the runs' cached results outdated (in the caller's transaction)."""
     ids = sorted({run_id for run_id in run_ids if run_id})
     if ids:
-        uow.conn.execute(_upsert(uow.dialect, ids, bump=True))
+        _upsert(uow, ids, bump=True)
 
 
 def invalidate_traces(uow: UnitOfWork, trace_ids: Iterable[str]) -> None:
@@ -99,7 +113,7 @@ _STATE = sa.select(S.c.generation, S.c.names_generation, S.c.pairs_generation).w
 
 def rebuild(uow: UnitOfWork, *, part: str, run_id: str) -> None:
     conn = uow.conn
-    conn.execute(_upsert(uow.dialect, [run_id], bump=False))
+    _upsert(uow, [run_id], bump=False)
     lock = _STATE.with_for_update() if uow.dialect == "postgresql" else _STATE
     state = conn.execute(lock, {"b_run": run_id}).first()
     if state is None:
