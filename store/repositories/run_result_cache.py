@@ -89,35 +89,40 @@ NAMES, PAIRS = "names", "pairs"
 _DONE = {NAMES: S.c.names_generation, PAIRS: S.c.pairs_generation}
 
 
-def _outdated(part: str) -> sa.Select[Any]:
+def _outdated(part: str, condition: Any) -> sa.Select[Any]:
     return sa.select(R.c.run_id).where(
-        R.c.run_id.in_(_P("b_runs", expanding=True)),
-        ~sa.exists().where(S.c.run_id == R.c.run_id, _DONE[part] == S.c.generation),
+        condition, ~sa.exists().where(S.c.run_id == R.c.run_id, _DONE[part] == S.c.generation)
     )
 
 
-_OUTDATED = {part: _outdated(part) for part in _DONE}
+_OUTDATED = {part: ForIds.build(R.c.run_id, partial(_outdated, part)) for part in _DONE}
 
 
 def ensure_current(db: Database, part: str, run_ids: Sequence[str]) -> None:
     """Rebuild ``part`` (NAMES: GetRunResults' summaries; PAIRS: CompareRuns' keyed values) of
     those of the runs whose cache is outdated (missing runs are left to the reader's
     RUN_NOT_FOUND)."""
-    outdated = db.read(lambda uow: list(uow.conn.execute(_OUTDATED[part], {"b_runs": list(run_ids)}).scalars()))
+    outdated = db.read(lambda uow: [row.run_id for row in uow.fetch_ids(_OUTDATED[part], run_ids)])
     for run_id in sorted(outdated):
         db.write(partial(rebuild, part=part, run_id=run_id))
 
 
 _STATE = sa.select(S.c.generation, S.c.names_generation, S.c.pairs_generation).where(S.c.run_id == _P("b_run"))
+_LOCK_STATE = {"postgresql": _STATE.with_for_update(), "sqlite": _STATE}  # SQLite: the write lock is the database's
+_DELETE_NAMES = sa.delete(N).where(N.c.run_id == _P("b_run"))
+_NAME_COLUMNS = ("run_id", "name", "count", "numeric_count", "mean", "min", "max", "p50", "p90", "pass_rate", "errors")
+_INSERT_NAMES = sa.insert(N).values({c: _P(c) for c in _NAME_COLUMNS})
+_NAMES_DONE = (
+    sa.update(S).where(S.c.run_id == _P("b_run")).values(names_generation=_P("b_gen"), trace_count=_P("b_traces"))
+)
 
 
 def rebuild(uow: UnitOfWork, *, part: str, run_id: str) -> None:
-    conn = uow.conn
     _upsert(uow, [run_id], bump=False)
-    lock = _STATE.with_for_update() if uow.dialect == "postgresql" else _STATE
-    state = conn.execute(lock, {"b_run": run_id}).first()
-    if state is None:
+    rows = uow.fetch(_LOCK_STATE[uow.dialect], {"b_run": run_id})
+    if not rows:
         return  # no such run
+    state = rows[0]
     if part == NAMES and state.names_generation != state.generation:
         _rebuild_names(uow, run_id, state.generation)
     elif part == PAIRS and state.pairs_generation != state.generation:
@@ -126,30 +131,14 @@ def rebuild(uow: UnitOfWork, *, part: str, run_id: str) -> None:
 
 def _rebuild_names(uow: UnitOfWork, run_id: str, generation: int) -> None:
     results = uow.run_results.live_results(run_id)
-    conn = uow.conn
-    conn.execute(sa.delete(N).where(N.c.run_id == run_id))
+    uow.fetch(_DELETE_NAMES, {"b_run": run_id})
     if results.assessments:
-        conn.execute(
-            sa.insert(N),
-            [
-                {
-                    "run_id": run_id,
-                    "name": s.name,
-                    "count": s.count,
-                    "numeric_count": s.numeric_count,
-                    "mean": s.mean,
-                    "min": s.min,
-                    "max": s.max,
-                    "p50": s.p50,
-                    "p90": s.p90,
-                    "pass_rate": s.pass_rate,
-                    "errors": s.error_count,
-                }
-                for s in results.assessments
-            ],
-        )
-    values = {"names_generation": generation, "trace_count": results.trace_count}
-    conn.execute(sa.update(S).where(S.c.run_id == run_id).values(values))
+        rows = [
+            (run_id, s.name, s.count, s.numeric_count, s.mean, s.min, s.max, s.p50, s.p90, s.pass_rate, s.error_count)
+            for s in results.assessments
+        ]
+        uow.fetch_many(_INSERT_NAMES, [dict(zip(_NAME_COLUMNS, row, strict=True)) for row in rows])
+    uow.fetch(_NAMES_DONE, {"b_run": run_id, "b_gen": generation, "b_traces": results.trace_count})
 
 
 def _rebuild_pairs(uow: UnitOfWork, run_id: str, generation: int) -> None:

@@ -40,6 +40,7 @@ from store.orm.runs import RunResultNameRow, RunResultPairRow, RunResultStateRow
 from store.orm.traces import AssessmentRow, TraceTagRow
 from store.query.assessment_values import numeric_view, pass_view
 from store.query.keyset import binding_of
+from store.query.raw import ForIds
 
 if TYPE_CHECKING:
     from store.uow import UnitOfWork
@@ -113,7 +114,7 @@ def run_not_found(run_id: str) -> NotFound:
 
 
 _P = sa.bindparam
-_RUNS_EXIST = sa.select(R.c.run_id).where(R.c.run_id.in_(_P("b_runs", expanding=True)))
+_RUNS_EXIST = ForIds.build(R.c.run_id, lambda one_of: sa.select(R.c.run_id).where(one_of))
 _FEEDBACK = (A.c.valid.is_(True), A.c.kind == "feedback")
 
 
@@ -125,7 +126,7 @@ class RunResultsReader:
         self._uow = uow
 
     def _require_runs(self, run_ids: Sequence[str]) -> None:
-        found = set(self._uow.conn.execute(_RUNS_EXIST, {"b_runs": list(run_ids)}).scalars())
+        found = {row.run_id for row in self._uow.fetch_ids(_RUNS_EXIST, run_ids)}
         for run_id in run_ids:
             if run_id not in found:
                 raise run_not_found(run_id)
