@@ -232,7 +232,7 @@ class DatasetRecordWriter:
         num_records = ds.num_records + done.added - deleted
         content_sum = (int(ds.content_sum, 16) + done.sum_delta) % HASH_MOD
         digest = digest_of(num_records, content_sum)
-        self._conn.execute(
+        self._uow.fetch(
             _INSERT_VERSION,
             {
                 "dataset_id": dataset_id, "version": version, "digest": digest, "num_records": num_records,
