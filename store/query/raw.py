@@ -66,6 +66,27 @@ def compile_raw(stmt: ClauseElement, dialect: Dialect, suffix: str = "") -> RawS
 _KEEP: list[ClauseElement] = []
 
 
+def compile_shape(stmt: ClauseElement, dialect: Dialect) -> RawStatement | None:
+    """A statement built per call, compiled for ``UnitOfWork.fetch_raw``; the caller caches it
+    by what decides its shape, with the values that vary as named parameters. Its other values
+    (literals, such as a filter's) become its defaults, through their types' bind processors
+    as SQLAlchemy would apply them (SQLite's JSON paths, say). None when it has expanding
+    parameters (a filter's ``IN``): such a statement is left to SQLAlchemy."""
+    compiled = stmt.compile(dialect=dialect)
+    if compiled.post_compile_params:  # type: ignore[attr-defined]
+        return None
+    columns = getattr(stmt, "selected_columns", None)
+    row = namedtuple("Row", [c.name for c in columns], rename=True) if columns else None  # type: ignore[misc]
+    defaults = {}
+    for name, value in compiled.params.items():
+        if value is None:  # a named parameter: given at each run
+            continue
+        process = compiled.binds[name].type.bind_processor(dialect)  # type: ignore[attr-defined]
+        defaults[name] = process(value) if process is not None else value
+    order = getattr(compiled, "positiontup", None)
+    return RawStatement(str(compiled), tuple(order) if order is not None else None, row, defaults)
+
+
 def json_value(value: Any) -> Any:
     """A JSON column's value as the driver returns it: parsed already (PostgreSQL json/jsonb),
     or its text (SQLite; numbers come back as numbers, a column declared JSON having NUMERIC

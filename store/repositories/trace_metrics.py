@@ -22,10 +22,12 @@ aliases, so a probe stays "some span of the trace" and never binds to the row be
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import FromClause
 
 from store.metrics_domain import (
@@ -48,6 +50,8 @@ from store.orm.base import table
 from store.orm.traces import AssessmentRow, SpanRow, TraceRow
 from store.query.assessment_values import numeric_view
 from store.query.filter_sql import compile_filter
+from store.query.raw import RawStatement, compile_shape
+from store.repositories.dataset_sql import in_list, list_param
 from store.repositories.trace_filters import FILTERS
 
 if TYPE_CHECKING:
@@ -106,8 +110,19 @@ class TraceMetricsReader:
         self._uow = uow
 
     def query(self, query: MetricQuery) -> MetricResult:
-        stmt = _statement(query, self._uow.dialect)
-        rows = self._uow.conn.execute(stmt).all()
+        dialect = self._uow.dialect
+        params: dict[str, Any] = {
+            "b_exps": list_param(dialect, list(query.experiment_ids)),
+            "b_start": query.start_ms,
+            "b_end": query.end_ms,
+            "b_bucket": query.bucket_ms,
+            "b_limit": query.max_points + 1,
+        }
+        raw = _compiled(query, self._uow.conn.dialect)
+        if raw is None:
+            rows: Sequence[Any] = self._uow.conn.execute(_statement(query, dialect), params).all()
+        else:
+            rows = self._uow.fetch_raw(raw, params)
         truncated = len(rows) > query.max_points
         return MetricResult([_point(query, r) for r in rows[: query.max_points]], truncated)
 
@@ -118,6 +133,27 @@ def _point(query: MetricQuery, row: Any) -> MetricPoint:
     bucket = int(row[0]) if query.bucket_ms else None
     dims = tuple(str(d) for d in row[keys - len(query.dimensions) : keys])
     return MetricPoint(bucket, dims, values)
+
+
+# Compiled statements by shape: what the statement's SQL depends on, its varying values (the
+# experiments, times, bucket width and limit) being named parameters. Built per call, the
+# statement cost more CPU than the query (~0.9 of ~1.8 ms per call in the load generator's mix).
+_SHAPES: dict[tuple[Any, ...], RawStatement | None] = {}
+_SHAPES_MAX = 512
+
+
+def _compiled(query: MetricQuery, dialect: Dialect) -> RawStatement | None:
+    key = (
+        dialect.name, query.view, query.metric, query.aggregations, query.dimensions, query.filter,
+        query.start_ms is None, query.end_ms is None, bool(query.bucket_ms),
+    )  # fmt: skip
+    if key in _SHAPES:
+        return _SHAPES[key]
+    raw = compile_shape(_statement(query, dialect.name), dialect)
+    if len(_SHAPES) >= _SHAPES_MAX:  # many filters or dimensions: start over
+        _SHAPES.clear()
+    _SHAPES[key] = raw
+    return raw
 
 
 def _statement(query: MetricQuery, dialect: str) -> sa.Select[Any]:
@@ -132,7 +168,7 @@ def _statement(query: MetricQuery, dialect: str) -> sa.Select[Any]:
     stmt = sa.select(*keys, *aggregates).select_from(rows)
     # Without keys, one group over everything: none at all when there are no rows.
     stmt = stmt.group_by(*keys) if keys else stmt.having(sa.func.count() > 0)
-    return stmt.order_by(*keys).limit(query.max_points + 1)
+    return stmt.order_by(*keys).limit(sa.bindparam("b_limit", type_=sa.Integer()))
 
 
 def _rows(query: MetricQuery, dialect: str) -> sa.Select[Any]:
@@ -144,7 +180,7 @@ def _rows(query: MetricQuery, dialect: str) -> sa.Select[Any]:
     """
     columns: list[ColumnElement[Any]] = []
     if query.bucket_ms:
-        width = sa.literal(query.bucket_ms, sa.BigInteger())
+        width = sa.bindparam("b_bucket", type_=sa.BigInteger())
         # floor(request_time / width) * width, for negative times too (% truncates toward 0).
         columns.append((TR.c.request_time - ((TR.c.request_time % width) + width) % width).label("tb"))
     for i, name in enumerate(query.dimensions):
@@ -153,12 +189,11 @@ def _rows(query: MetricQuery, dialect: str) -> sa.Select[Any]:
     value = _VALUES[(query.view, query.metric)]
     columns.append((value if value is not None else sa.literal(1)).label("v"))
     stmt = sa.select(*columns).select_from(_SOURCES[query.view])
-    ids = query.experiment_ids
-    stmt = stmt.where(TR.c.experiment_id == ids[0] if len(ids) == 1 else TR.c.experiment_id.in_(ids))
+    stmt = stmt.where(in_list(dialect, TR.c.experiment_id, "b_exps", sa.BigInteger))
     if query.start_ms is not None:
-        stmt = stmt.where(TR.c.request_time >= query.start_ms)
+        stmt = stmt.where(TR.c.request_time >= sa.bindparam("b_start", type_=sa.BigInteger()))
     if query.end_ms is not None:
-        stmt = stmt.where(TR.c.request_time < query.end_ms)
+        stmt = stmt.where(TR.c.request_time < sa.bindparam("b_end", type_=sa.BigInteger()))
     if value is not None and not is_count_metric(query.metric):
         stmt = stmt.where(value.is_not(None))
     where = compile_filter(query.filter, FILTERS)

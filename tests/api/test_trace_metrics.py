@@ -297,6 +297,40 @@ def test_several_experiments(world: World, client: Client) -> None:
     assert world.points(TRACES, "trace_count", agg(COUNT), experiment_ids=both) == [({}, {"COUNT": 6})]
 
 
+def test_one_query_shape_answers_for_any_values(world: World, client: Client) -> None:
+    """A statement is compiled once per shape; its experiments, times, bucket and limit are
+    given at each run, so the second call with other values gets its own answer."""
+    Writer(client).trace(world.other, 11, DAY0 + HOUR_MS, 700, name="chat")
+    h, count = HOUR_MS, agg(COUNT)
+    windows = [(DAY0, DAY0 + 2 * h, 2), (DAY0 + 2 * h, DAY0 + 27 * h, 3), (DAY0 + h + 1, DAY0 + 2 * h, 1)]
+    for start, end, expected in windows:
+        got = world.points(TRACES, "trace_count", count, start_time=stamp(start), end_time=stamp(end))
+        assert got == [({}, {"COUNT": expected})]
+    assert world.points(TRACES, "latency", agg(MAX), experiment_ids=[world.other]) == [({}, {"MAX": 700})]
+    assert world.points(TRACES, "latency", agg(MAX), experiment_ids=[world.exp]) == [({}, {"MAX": 300})]
+    days = world.points(TRACES, "trace_count", count, time_bucket=Duration(seconds=86_400))
+    hours = world.points(TRACES, "trace_count", count, time_bucket=Duration(seconds=3_600))
+    assert [v["COUNT"] for _, v in days] == [4, 1] and [v["COUNT"] for _, v in hours] == [2, 1, 1, 1]
+    by_status = [
+        world.query(TRACES, "trace_count", count, dimensions=["trace_status"], max_data_points=n) for n in (1, 3)
+    ]
+    assert [(len(r.data_points), r.truncated) for r in by_status] == [(1, True), (3, False)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("trace.status IN ('OK', 'ERROR')", 4),  # an expanding parameter: run as SQLAlchemy builds it
+        ("span.name = 'tool'", 1),
+        ("span.attributes.`mlflow.chat.tokenUsage` LIKE '%input_tokens%'", 3),  # a JSON path
+        ("tags.`mlflow.traceName` != 'chat'", 1),
+    ],
+)
+def test_filters_of_every_kind_give_the_same_count_twice(world: World, text: str, expected: int) -> None:
+    for _ in range(2):  # the first call compiles the shape, the second reuses it
+        assert world.points(TRACES, "trace_count", agg(COUNT), filter=text) == [({}, {"COUNT": expected})]
+
+
 def test_empty_results(world: World) -> None:
     for view, metric in ((TRACES, "trace_count"), (SPANS, "latency"), (ASSESSMENTS, "assessment_value")):
         response = world.query(view, metric, agg(COUNT), experiment_ids=[world.other, "987654"])
