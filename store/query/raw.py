@@ -81,7 +81,7 @@ def compile_shape(stmt: ClauseElement, dialect: Dialect) -> RawStatement | None:
     for name, value in compiled.params.items():
         if value is None:  # a named parameter: given at each run
             continue
-        process = compiled.binds[name].type.bind_processor(dialect)  # type: ignore[attr-defined]
+        process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)  # type: ignore[attr-defined]
         defaults[name] = process(value) if process is not None else value
     order = getattr(compiled, "positiontup", None)
     return RawStatement(str(compiled), tuple(order) if order is not None else None, row, defaults)

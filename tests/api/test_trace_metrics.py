@@ -324,11 +324,13 @@ def test_one_query_shape_answers_for_any_values(world: World, client: Client) ->
         ("span.name = 'tool'", 1),
         ("span.attributes.`mlflow.chat.tokenUsage` LIKE '%input_tokens%'", 3),  # a JSON path
         ("tags.`mlflow.traceName` != 'chat'", 1),
+        ("trace.text ILIKE '%nowhere%'", 0),  # a JSON path SQLite's bind processor writes
     ],
 )
 def test_filters_of_every_kind_give_the_same_count_twice(world: World, text: str, expected: int) -> None:
     for _ in range(2):  # the first call compiles the shape, the second reuses it
-        assert world.points(TRACES, "trace_count", agg(COUNT), filter=text) == [({}, {"COUNT": expected})]
+        points = world.points(TRACES, "trace_count", agg(COUNT), filter=text)
+        assert points == ([({}, {"COUNT": expected})] if expected else [])
 
 
 def test_empty_results(world: World) -> None:
