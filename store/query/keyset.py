@@ -151,7 +151,23 @@ def keyset_predicate(terms: Sequence[OrderTerm], last_values: Sequence[TokenValu
     """
     if len(last_values) != len(terms) or not terms:
         raise _token_error("page_token does not match this order")
-    bound = [sa.bindparam(None, v, type_=t.column.type) for t, v in zip(terms, last_values, strict=True)]
+    return _after([sa.bindparam(None, v, type_=t.column.type) for t, v in zip(terms, last_values, strict=True)], terms)
+
+
+def named_keyset_predicate(terms: Sequence[OrderTerm]) -> ColumnElement[bool]:
+    """``keyset_predicate`` with the last row's values as named parameters ``b_after<i>``, for
+    a statement compiled once and run with each page's values (``after_parameters``)."""
+    return _after([sa.bindparam(f"b_after{i}", type_=t.column.type) for i, t in enumerate(terms)], terms)
+
+
+def after_parameters(terms: Sequence[OrderTerm], last_values: Sequence[TokenValue]) -> dict[str, TokenValue]:
+    """The values of ``named_keyset_predicate``'s parameters."""
+    if len(last_values) != len(terms) or not terms:
+        raise _token_error("page_token does not match this order")
+    return {f"b_after{i}": v for i, v in enumerate(last_values)}
+
+
+def _after(bound: list[Any], terms: Sequence[OrderTerm]) -> ColumnElement[bool]:
     branches = []
     for i, term in enumerate(terms):
         equal = [t.column == b for t, b in zip(terms[:i], bound[:i], strict=True)]

@@ -22,7 +22,8 @@ from store.orm.traces import SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
 from store.query.filter_sql import FilterSpec
 from store.query.keyset import OrderKey, OrderSpec
 from store.query.raw import json_value
-from store.query.search import run_search
+from store.query.search import run_search, run_search_compiled
+from store.repositories.dataset_sql import in_list, list_param
 from store.repositories.trace_filters import FILTERS, ORDER
 from store.repositories.traces import trace_not_found
 
@@ -69,6 +70,15 @@ def _with_maps(dialect: str) -> sa.Select[Any]:
     tags = sa.select(agg(TT.c.key, TT.c.value)).where(TT.c.trace_id == TR.c.trace_id).scalar_subquery()
     meta = sa.select(agg(TM.c.key, TM.c.value)).where(TM.c.trace_id == TR.c.trace_id).scalar_subquery()
     return sa.select(*_INFO_COLUMNS, tags.label("tags"), meta.label("meta"))
+
+
+@cache
+def _search_base(dialect: str) -> sa.Select[Any]:
+    """SearchTraces' statement before its filter and page. The order columns are selected too:
+    the next page token is made of their values, and some are expressions (the duration sorts
+    NULL as -1), not plain info columns."""
+    experiments = in_list(dialect, TR.c.experiment_id, "b_exps", sa.BigInteger)
+    return _with_maps(dialect).add_columns(*_ORDER_COLUMNS).where(experiments)
 
 
 @cache
@@ -119,10 +129,11 @@ class TraceReader:
 
     def search(self, experiment_ids: Sequence[str], query: SearchQuery) -> Page[TraceInfo]:
         ids = sorted({_experiment_key(e) for e in experiment_ids})
-        # The order columns are selected too: the next page token is made of their values, and
-        # some are expressions (the duration sorts NULL as -1), not plain info columns.
-        stmt = _with_maps(self._uow.dialect).add_columns(*_ORDER_COLUMNS).where(TR.c.experiment_id.in_(ids))
-        rows, token = run_search(self._uow, "SearchTraces", stmt, query, FILTERS, ORDER, ids)
+        dialect = self._uow.dialect
+        params = {"b_exps": list_param(dialect, ids)}
+        rows, token = run_search_compiled(
+            self._uow, "SearchTraces", _search_base(dialect), params, query, FILTERS, ORDER, ids
+        )
         return Page(self._complete(rows), token)
 
     def _complete(self, rows: Sequence[Any]) -> list[TraceInfo]:

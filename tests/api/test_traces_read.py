@@ -406,6 +406,22 @@ def test_search_order_and_pages(tr: Traces, corpus: Corpus, order_by: list[str],
         assert tr.search_ids([corpus.a], "", order_by, page_size) == _ids(*expected), page_size
 
 
+@pytest.mark.parametrize(
+    ("filter", "expected"),
+    [
+        ("trace.status = 'OK'", [4, 6, 1]),
+        ("trace.state IN ('OK', 'IN_PROGRESS')", [5, 4, 3, 6, 1]),  # IN: the statement SQLAlchemy builds
+        ("trace.text ILIKE '%world%'", [4]),  # a JSON path, which SQLite's bind processor writes
+        ("span.attributes.n = '7' OR trace.status = 'ERROR'", [4, 2]),
+    ],
+)
+def test_filtered_pages_in_two_experiments(tr: Traces, corpus: Corpus, filter: str, expected: list[int]) -> None:
+    """Every page size gives the same traces of both experiments (trace 6 is the second's), in
+    the default order: each filter's statement is reused with every page's values."""
+    for page_size in (0, 1, 2, 3):
+        assert tr.search_ids([corpus.a, corpus.b], filter, [], page_size) == _ids(*expected), page_size
+
+
 def test_search_ties_break_on_trace_id_across_pages(tr: Traces) -> None:
     exp = tr.experiment("ties")
     tr.log(exp, *(span(tid(n), sid(1), start=n % 2, end=50) for n in range(1, 12)))
