@@ -17,7 +17,7 @@ import json
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -64,6 +64,30 @@ def compile_raw(stmt: ClauseElement, dialect: Dialect, suffix: str = "") -> RawS
 
 
 _KEEP: list[ClauseElement] = []
+
+
+T = TypeVar("T")
+
+
+class ShapeCache(Generic[T]):
+    """What a statement built per call compiles to (``compile_shape``), by a key of what decides
+    its SQL; at most ``size`` kept, then it starts over (many distinct filters, say). Two
+    threads missing the same key both compile it, and one result stays."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._items: dict[Any, T] = {}
+        self._size = size
+
+    def get(self, key: Any, build: Callable[[], T]) -> T:
+        try:
+            return self._items[key]
+        except KeyError:
+            pass
+        value = build()  # raises (a bad filter, say) before anything is kept
+        if len(self._items) >= self._size:
+            self._items.clear()
+        self._items[key] = value
+        return value
 
 
 def compile_shape(stmt: ClauseElement, dialect: Dialect) -> RawStatement | None:

@@ -29,7 +29,7 @@ from store.query.keyset import (
     row_values,
     split_page,
 )
-from store.query.raw import RawStatement, compile_shape
+from store.query.raw import RawStatement, ShapeCache, compile_shape
 
 if TYPE_CHECKING:
     from store.uow import UnitOfWork
@@ -81,9 +81,7 @@ def search_page(
 
 
 # Compiled pages by shape (see ``run_search_compiled``): SQL text and where the sort values are.
-_PAGES: dict[tuple[Any, ...], tuple[RawStatement, tuple[int, ...]] | None] = {}
-_PAGES_MAX = 512
-_MISSING = object()
+_PAGES: ShapeCache[tuple[RawStatement, tuple[int, ...]] | None] = ShapeCache()
 
 
 def run_search_compiled(
@@ -108,12 +106,7 @@ def run_search_compiled(
     codec = uow.db.page_tokens
     after = codec.decode(query.page_token, binding) if query.page_token else None
     key = (uow.dialect, rpc, query.filter, order_key, after is None)
-    page: Any = _PAGES.get(key, _MISSING)
-    if page is _MISSING:
-        page = _compile_page(uow, stmt, query.filter, filters, terms, after is not None)
-        if len(_PAGES) >= _PAGES_MAX:  # many distinct filters: start over
-            _PAGES.clear()
-        _PAGES[key] = page
+    page = _PAGES.get(key, lambda: _compile_page(uow, stmt, query.filter, filters, terms, after is not None))
     if page is None:
         return search_page(uow, rpc, stmt, query, filters, terms, row_values(terms), *scope, params=params)
     raw, positions = page
