@@ -52,18 +52,24 @@ def compile_raw(stmt: ClauseElement, dialect: Dialect, suffix: str = "") -> RawS
     compiled = stmt.compile(dialect=dialect)
     if compiled.post_compile_params:  # type: ignore[attr-defined]
         raise ValueError("compile_raw: expanding (IN) parameters are not supported")
-    columns = getattr(stmt, "selected_columns", None) or getattr(stmt, "_returning", None)
-    row = namedtuple("Row", [c.name for c in columns], rename=True) if columns else None  # type: ignore[misc]
-    order = getattr(compiled, "positiontup", None)
-    positional = tuple(order) if order is not None else None
     defaults = {k: v for k, v in compiled.params.items() if v is not None}
-    raw = RawStatement(f"{compiled} {suffix}" if suffix else str(compiled), positional, row, defaults)
+    raw = _raw_statement(stmt, compiled, defaults, suffix)
     _CACHE[key] = raw
     _KEEP.append(stmt)  # the id() key stays valid only while the statement lives
     return raw
 
 
 _KEEP: list[ClauseElement] = []
+
+
+def _raw_statement(stmt: ClauseElement, compiled: Any, defaults: dict[str, Any], suffix: str = "") -> RawStatement:
+    """The SQL text of ``compiled`` (then ``suffix``), its parameter order for qmark drivers
+    and a named tuple of its result columns (of a SELECT, or of an INSERT/UPDATE's RETURNING)."""
+    columns = getattr(stmt, "selected_columns", None) or getattr(stmt, "_returning", None)
+    row = namedtuple("Row", [c.name for c in columns], rename=True) if columns else None  # type: ignore[misc]
+    order = getattr(compiled, "positiontup", None)
+    positional = tuple(order) if order is not None else None
+    return RawStatement(f"{compiled} {suffix}" if suffix else str(compiled), positional, row, defaults)
 
 
 T = TypeVar("T")
@@ -99,16 +105,13 @@ def compile_shape(stmt: ClauseElement, dialect: Dialect) -> RawStatement | None:
     compiled = stmt.compile(dialect=dialect)
     if compiled.post_compile_params:  # type: ignore[attr-defined]
         return None
-    columns = getattr(stmt, "selected_columns", None)
-    row = namedtuple("Row", [c.name for c in columns], rename=True) if columns else None  # type: ignore[misc]
     defaults = {}
     for name, value in compiled.params.items():
         if value is None:  # a named parameter: given at each run
             continue
         process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)  # type: ignore[attr-defined]
         defaults[name] = process(value) if process is not None else value
-    order = getattr(compiled, "positiontup", None)
-    return RawStatement(str(compiled), tuple(order) if order is not None else None, row, defaults)
+    return _raw_statement(stmt, compiled, defaults)
 
 
 def json_value(value: Any) -> Any:
