@@ -198,3 +198,67 @@ def _sqlite_statement(write: BulkWrite | BulkUpdate) -> Any:
         )
     stmt = sqlite.insert(write.table).values({c: sa.bindparam(f"b_{c}") for c in write.columns})
     return _conflict(stmt, write)
+
+
+def insert_rows(uow: UnitOfWork, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:
+    """Insert new rows, which no stored row conflicts with: one binary COPY on PostgreSQL,
+    ``BulkWrite`` (``executemany``) on SQLite. Rows are tuples in ``columns`` order, a JSON
+    column's value its JSON text (as ``BulkWrite`` takes it).
+
+    COPY rows are formatted by psycopg's C extension, where ``BulkWrite``'s array parameters
+    are dumped element by element in Python (~0.4 s per 1,000 dataset records with their JSON
+    and serialized protobuf; ~11% of an OTLP export's worker CPU for its spans: measured). The
+    server also takes its multi-row insert path, and needs no speculative insertion as an
+    ``ON CONFLICT`` does. ``bytea`` goes as it is (the text format would double it into hex);
+    a JSON column goes in jsonb's binary form, a version byte then the text, which jsonb's
+    binary input parses as it would the text. psycopg is told it is ``bytea`` (sent unchanged):
+    in a binary COPY the server reads each field with its column's own binary input.
+    """
+    if not rows:
+        return
+    if uow.dialect != "postgresql":
+        BulkWrite(table, columns).run(uow, rows)
+        return
+    types, json_at = _copy_types(table, columns)
+    sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    dbapi_conn: Any = uow.conn.connection.dbapi_connection
+    with uow._driver_errors(sql, dbapi_conn), dbapi_conn.cursor() as cursor, cursor.copy(sql) as copy:
+        copy.set_types(types)
+        write = copy.write_row
+        if not json_at:
+            for row in rows:
+                write(row)
+            return
+        for row in rows:
+            values = list(row)
+            for i in json_at:
+                if values[i] is not None:
+                    values[i] = _JSONB_VERSION + values[i].encode()
+            write(values)
+
+
+_JSONB_VERSION = b"\x01"  # the one version of jsonb's binary format
+
+
+@cache
+def _copy_types(table: sa.Table, columns: tuple[str, ...]) -> tuple[list[str], tuple[int, ...]]:
+    """The type names psycopg dumps ``columns`` as in a binary COPY, and the JSON columns' positions."""
+    names, json_at = [], []
+    for i, name in enumerate(columns):
+        kind = table.c[name].type
+        if isinstance(kind, (sa.JSON, postgresql.JSONB)):
+            names.append("bytea")  # jsonb's binary form, built by insert_rows
+            json_at.append(i)
+        elif isinstance(kind, sa.LargeBinary):
+            names.append("bytea")
+        elif isinstance(kind, sa.BigInteger):
+            names.append("int8")
+        elif isinstance(kind, sa.Integer):
+            names.append("int4")
+        elif isinstance(kind, sa.Boolean):
+            names.append("bool")
+        elif isinstance(kind, (sa.String, sa.Text)):
+            names.append("text")  # varchar has text's binary format
+        else:
+            raise TypeError(f"no COPY type for {table.c[name]}")
+    return names, tuple(json_at)

@@ -45,13 +45,13 @@ from store.dataset_stats import ProfileDelta
 from store.orm.base import table
 from store.orm.datasets import DatasetRecordRow, DatasetRow, DatasetVersionRow
 from store.orm.traces import AssessmentRow, SpanRow, TraceRow
+from store.query.bulk import insert_rows
 from store.query.raw import json_value
 from store.repositories.assessments import EXPECTATION
 from store.repositories.dataset_sql import (
     Tid,
     fetch_binary,
     in_list,
-    insert_rows,
     json_param,
     list_param,
     loads,

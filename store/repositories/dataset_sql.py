@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Sequence
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,6 @@ from sqlalchemy.sql import ClauseElement
 
 from store.canonical import normalize_number
 from store.errors import NotFound
-from store.query.bulk import BulkWrite
 from store.query.raw import RawStatement, compile_raw
 
 if TYPE_CHECKING:
@@ -69,44 +67,6 @@ def json_param(dialect: str, name: str) -> ColumnElement[Any]:
     """A JSON document given as text, for a JSON column."""
     param = sa.bindparam(name, type_=sa.Text)
     return sa.cast(param, postgresql.JSONB) if dialect == "postgresql" else param
-
-
-def insert_rows(uow: UnitOfWork, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:
-    """Insert many rows: binary COPY on PostgreSQL, ``executemany`` on SQLite.
-
-    COPY rows are formatted by psycopg's C extension; the array parameters of ``BulkWrite``
-    are escaped element by element in Python, which cost ~0.4 s per 1,000 records with their
-    JSON and serialized protobuf (measured). The binary format sends ``bytea`` as is (the
-    text format doubles it into hex that the server then decodes).
-    """
-    if not rows:
-        return
-    if uow.dialect != "postgresql":
-        BulkWrite(table, columns).run(uow, rows)
-        return
-    sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-    dbapi_conn: Any = uow.conn.connection.dbapi_connection
-    with uow._driver_errors(sql, dbapi_conn), dbapi_conn.cursor() as cursor, cursor.copy(sql) as copy:
-        copy.set_types(_copy_types(table, columns))
-        for row in rows:
-            copy.write_row(row)
-
-
-@cache
-def _copy_types(table: sa.Table, columns: tuple[str, ...]) -> list[str]:
-    """The PostgreSQL type names of ``columns``, for a binary COPY."""
-    names = []
-    for name in columns:
-        kind = table.c[name].type
-        if isinstance(kind, sa.LargeBinary):
-            names.append("bytea")
-        elif isinstance(kind, sa.BigInteger):
-            names.append("int8")
-        elif isinstance(kind, (sa.String, sa.Text)):
-            names.append("text")  # varchar has text's binary format
-        else:
-            raise TypeError(f"no COPY type for {table.c[name]}")
-    return names
 
 
 class Tid(sa.types.UserDefinedType[str]):

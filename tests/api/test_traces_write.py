@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from mlgenai.client import Client
+from mlgenai.client.convert import from_struct, from_value
 from store.uow import Database
 from tests.api.trace_support import (
     ERROR,
@@ -382,6 +383,27 @@ def test_a_call_that_creates_one_trace_and_extends_another(tr: Traces, exp: str)
         "fresh", 1, 2, TRACE_ERROR, '{"q":1}', "u6",
     )  # fmt: skip
     assert (new.request_time.ToMilliseconds(), old.request_time.ToMilliseconds()) == (T0_MS + 5, T0_MS)
+
+
+def test_spans_of_a_new_trace_keep_their_content(tr: Traces, exp: str) -> None:
+    """A new trace's spans (PostgreSQL: inserted by COPY, jsonb in its binary form) read back
+    and filter as sent: non-ASCII text, escapes, nesting and types; a span sent twice in the
+    call keeps its last version."""
+    attrs = {"note": 'café "q" \\ \n', "city": "東京", "nested": {"list": [1, 2.5, True, None, "x"]}, "n": 7}
+    tr.log(
+        exp,
+        span(tid(7), sid(1), name="first", inputs={"q": "ünï"}),
+        span(tid(7), sid(2), sid(1), name="child", attrs=attrs, outputs=["é", {"k": None}]),
+        span(tid(7), sid(1), name="root", inputs={"q": "ünï"}, outputs="ok"),
+    )
+    spans = {s.span_id: s for s in tr.get(tid(7)).spans}
+    assert sorted(spans) == [sid(1), sid(2)] and spans[sid(1)].name == "root"
+    assert from_struct(spans[sid(2)].attributes) == attrs
+    assert (from_value(spans[sid(2)].outputs), from_value(spans[sid(1)].outputs)) == (["é", {"k": None}], "ok")
+    assert tr.info(tid(7)).request_preview == '{"q":"ünï"}'
+    for expr in ("span.attributes.city = '東京'", "span.attributes.n = '7'", "span.name = 'root'"):
+        assert tr.search_ids([exp], expr) == [tid(7)], expr
+    assert tr.search_ids([exp], "span.name = 'first'") == []
 
 
 def test_existing_trace_needs_no_experiment_id(tr: Traces, exp: str) -> None:
