@@ -172,7 +172,7 @@ def tag_value(value: Any) -> str:
 # -- OTLP span -> mlgenai.v1.Span and store record -------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per span, and a frozen __init__ costs ~6x
 class Converted:
     """An accepted span: its store record and its attributes as stored."""
 

@@ -58,14 +58,14 @@ SPAN_OK = "OK"
 SPAN_ERROR = "ERROR"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per span, and a frozen __init__ costs ~6x
 class TokenUsage:
     input_tokens: int
     output_tokens: int
     total_tokens: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per span, and a frozen __init__ costs ~6x
 class SpanRecord:
     """One span as the store takes and returns it. JSON-valued fields hold plain Python values.
 
@@ -104,13 +104,13 @@ class TraceStart:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per row read, and a frozen __init__ costs ~6x
 class AssessmentSource:
     source_type: str  # HUMAN / LLM_JUDGE / CODE
     source_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per row read, and a frozen __init__ costs ~6x
 class Assessment:
     assessment_id: str
     trace_id: str
@@ -129,7 +129,7 @@ class Assessment:
     update_time_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per row read, and a frozen __init__ costs ~6x
 class TraceInfo:
     trace_id: str
     experiment_id: str
