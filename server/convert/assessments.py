@@ -9,9 +9,8 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 
-from mlgenai.client.convert import from_value, to_value
+from mlgenai.client.convert import from_value, set_value
 from mlgenai.v1 import assessment_pb2
-from server.convert.common import timestamp
 from server.convert.ids import check_run_id
 from server.convert.spans import SPAN_ID, check_trace_id
 from server.validation import Violations
@@ -37,29 +36,39 @@ OUTPUT_ONLY = frozenset({"assessment_id", "valid", "create_time", "update_time"}
 
 
 def to_proto(a: Assessment) -> assessment_pb2.Assessment:
-    msg = assessment_pb2.Assessment(
-        assessment_id=a.assessment_id,
-        trace_id=a.trace_id,
-        span_id=a.span_id,
-        name=a.name,
-        source=assessment_pb2.AssessmentSource(
-            source_type=SOURCE_TYPES_TO_PROTO[a.source.source_type], source_id=a.source.source_id
-        ),
-        rationale=a.rationale,
-        metadata=a.metadata,
-        run_id=a.run_id,
-        overrides=a.overrides,
-        valid=a.valid,
-        create_time=timestamp(a.create_time_ms),
-        update_time=timestamp(a.update_time_ms),
-    )
+    msg = assessment_pb2.Assessment()
+    fill_proto(msg, a)
+    return msg
+
+
+def fill_proto(msg: assessment_pb2.Assessment, a: Assessment) -> None:
+    """Set the fields of ``msg`` (new) from ``a``, in place: sub-messages built apart and copied
+    in, and a TraceInfo's assessments copied into its list, made a page of heavily assessed
+    traces cost ~2x (measured)."""
+    msg.assessment_id = a.assessment_id
+    msg.trace_id = a.trace_id
+    msg.span_id = a.span_id
+    msg.name = a.name
+    source = msg.source
+    source.source_type = SOURCE_TYPES_TO_PROTO[a.source.source_type]  # type: ignore[assignment]
+    source.source_id = a.source.source_id
+    msg.rationale = a.rationale
+    if a.metadata:
+        msg.metadata.update(a.metadata)
+    msg.run_id = a.run_id
+    msg.overrides = a.overrides
+    msg.valid = a.valid
+    created, updated = msg.create_time, msg.update_time
+    created.seconds, created.nanos = divmod(a.create_time_ms, 1000)
+    created.nanos *= 1_000_000
+    updated.seconds, updated.nanos = divmod(a.update_time_ms, 1000)
+    updated.nanos *= 1_000_000
     if a.kind == EXPECTATION:
-        msg.expectation.value.CopyFrom(to_value(a.value))
+        set_value(msg.expectation.value, a.value)
     elif a.error is not None:
         msg.feedback.error.CopyFrom(assessment_pb2.AssessmentError(**a.error))
     else:
-        msg.feedback.value.CopyFrom(to_value(a.value))
-    return msg
+        set_value(msg.feedback.value, a.value)
 
 
 # -- checks ------------------------------------------------------------------------------------

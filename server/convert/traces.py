@@ -21,7 +21,7 @@ STATES_TO_PROTO = {v: k for k, v in STATES.items()}
 def info_to_proto(info: TraceInfo) -> trace_pb2.TraceInfo:
     duration = info.execution_duration_ms
     usage = info.token_usage
-    return trace_pb2.TraceInfo(
+    msg = trace_pb2.TraceInfo(
         trace_id=info.trace_id,
         experiment_id=info.experiment_id,
         client_request_id=info.client_request_id,
@@ -34,7 +34,6 @@ def info_to_proto(info: TraceInfo) -> trace_pb2.TraceInfo:
         response_preview=info.response_preview,
         trace_metadata=info.metadata,
         tags=info.tags,
-        assessments=[assessments.to_proto(a) for a in info.assessments],
         session_id=info.session_id,
         user_id=info.user_id,
         model_id=info.model_id,
@@ -47,6 +46,10 @@ def info_to_proto(info: TraceInfo) -> trace_pb2.TraceInfo:
         if usage is not None
         else None,
     )
+    add = msg.assessments.add
+    for a in info.assessments:
+        assessments.fill_proto(add(), a)
+    return msg
 
 
 def trace_bytes(info: TraceInfo, spans: list[bytes] | None) -> bytes:
