@@ -48,6 +48,10 @@ def set_value(v: struct_pb2.Value, obj: Any) -> None:
         v.null_value = struct_pb2.NULL_VALUE
     elif kind is bool:
         v.bool_value = obj
+    elif kind is dict:  # the common containers before the ABC checks below (~1 µs each)
+        _set_struct(v, obj)
+    elif kind is list:
+        _set_list(v, obj)
     elif isinstance(obj, int | float):
         if isinstance(obj, float) and not math.isfinite(obj):
             raise ValueError(f"{obj!r} cannot be represented in JSON")
@@ -55,17 +59,25 @@ def set_value(v: struct_pb2.Value, obj: Any) -> None:
     elif isinstance(obj, str):
         v.string_value = obj
     elif isinstance(obj, Mapping):
-        s = v.struct_value
-        s.SetInParent()
-        fill_struct(s, obj)
+        _set_struct(v, obj)
     elif isinstance(obj, Sequence):
-        values = v.list_value
-        values.SetInParent()
-        add = values.values.add
-        for x in obj:
-            set_value(add(), x)
+        _set_list(v, obj)
     else:
         raise TypeError(f"cannot convert {type(obj).__name__} to google.protobuf.Value")
+
+
+def _set_struct(v: struct_pb2.Value, obj: Mapping[str, Any]) -> None:
+    s = v.struct_value
+    s.SetInParent()
+    fill_struct(s, obj)
+
+
+def _set_list(v: struct_pb2.Value, obj: Sequence[Any]) -> None:
+    values = v.list_value
+    values.SetInParent()
+    add = values.values.add
+    for x in obj:
+        set_value(add(), x)
 
 
 def fill_struct(s: struct_pb2.Struct, obj: Mapping[str, Any]) -> None:
