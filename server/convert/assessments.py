@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2
 
 from mlgenai.client.convert import from_value, set_value
 from mlgenai.v1 import assessment_pb2
+from server.convert.common import set_timestamp
 from server.convert.ids import check_run_id
 from server.convert.spans import SPAN_ID, check_trace_id
 from server.validation import Violations
@@ -42,9 +43,9 @@ def to_proto(a: Assessment) -> assessment_pb2.Assessment:
 
 
 def fill_proto(msg: assessment_pb2.Assessment, a: Assessment) -> None:
-    """Set the fields of ``msg`` (new) from ``a``, in place: sub-messages built apart and copied
-    in, and a TraceInfo's assessments copied into its list, made a page of heavily assessed
-    traces cost ~2x (measured)."""
+    """Fill ``msg``, a new message, from ``a`` in place. Sub-messages built apart and copied in,
+    and each assessment copied into its TraceInfo's list, made a TraceInfo with 600 assessments
+    cost 2.4x as much (measured)."""
     msg.assessment_id = a.assessment_id
     msg.trace_id = a.trace_id
     msg.span_id = a.span_id
@@ -58,11 +59,8 @@ def fill_proto(msg: assessment_pb2.Assessment, a: Assessment) -> None:
     msg.run_id = a.run_id
     msg.overrides = a.overrides
     msg.valid = a.valid
-    created, updated = msg.create_time, msg.update_time
-    created.seconds, created.nanos = divmod(a.create_time_ms, 1000)
-    created.nanos *= 1_000_000
-    updated.seconds, updated.nanos = divmod(a.update_time_ms, 1000)
-    updated.nanos *= 1_000_000
+    set_timestamp(msg.create_time, a.create_time_ms)
+    set_timestamp(msg.update_time, a.update_time_ms)
     if a.kind == EXPECTATION:
         set_value(msg.expectation.value, a.value)
     elif a.error is not None:

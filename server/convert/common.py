@@ -18,6 +18,13 @@ def timestamp(ms: int) -> Timestamp:
     return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
 
 
+def set_timestamp(ts: Timestamp, ms: int) -> None:
+    """``ts`` (a message's field, set in place) to ``ms`` milliseconds since the epoch."""
+    seconds, millis = divmod(ms, 1000)
+    ts.seconds = seconds
+    ts.nanos = millis * 1_000_000
+
+
 LIFECYCLE = {ACTIVE: common_pb2.LIFECYCLE_STAGE_ACTIVE, DELETED: common_pb2.LIFECYCLE_STAGE_DELETED}
 
 VIEWS = {

@@ -22,6 +22,7 @@ from google.protobuf import struct_pb2
 
 from mlgenai.client.convert import to_struct, to_value
 from mlgenai.v1 import evaluation_dataset_pb2 as dpb
+from server.convert.common import set_timestamp
 from server.validation import Violations
 from store import limits
 from store.dataset_domain import RecordInput, RecordMeta, TraceSource
@@ -213,11 +214,8 @@ def _set_meta(msg: dpb.DatasetRecord, meta: RecordMeta) -> None:
     """The server's fields (they overwrite whatever the caller sent in output-only fields)."""
     msg.dataset_record_id = meta.dataset_record_id
     msg.dataset_id = meta.dataset_id
-    created, updated = msg.create_time, msg.update_time
-    created.seconds, created.nanos = divmod(meta.create_time_ms, 1000)
-    created.nanos *= 1_000_000
-    updated.seconds, updated.nanos = divmod(meta.update_time_ms, 1000)
-    updated.nanos *= 1_000_000
+    set_timestamp(msg.create_time, meta.create_time_ms)
+    set_timestamp(msg.update_time, meta.update_time_ms)
     msg.created_by = meta.created_by or ""
     msg.last_updated_by = meta.last_updated_by or ""
 
