@@ -8,7 +8,7 @@ reused with anything else is INVALID_PAGE_TOKEN.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -93,9 +93,10 @@ def run_search_compiled(
     filters: FilterSpec,
     order: OrderSpec,
     *scope: object,
+    variant: Hashable = None,
 ) -> tuple[list[Any], str]:
-    """``run_search`` for a base statement whose SQL depends on nothing but ``rpc`` and the
-    backend (its values are named parameters, given in ``params``). The page's statement
+    """``run_search`` for a base statement whose SQL depends on nothing but ``rpc``, the backend
+    and ``variant`` (its values are named parameters, given in ``params``). The page's statement
     (filter, cursor, order, limit) is compiled once per filter text, order and first-or-later
     page, and run on the driver's cursor (rows are named tuples): built and run through
     SQLAlchemy on every call, it cost a SearchTraces more CPU than its query. A filter with
@@ -105,7 +106,7 @@ def run_search_compiled(
     binding = binding_of(rpc, query.filter, order_key, *scope)
     codec = uow.db.page_tokens
     after = codec.decode(query.page_token, binding) if query.page_token else None
-    key = (uow.dialect, rpc, query.filter, order_key, after is None)
+    key = (uow.dialect, rpc, variant, query.filter, order_key, after is None)
     page = _PAGES.get(key, lambda: _compile_page(uow, stmt, query.filter, filters, terms, after is not None))
     if page is None:
         return search_page(uow, rpc, stmt, query, filters, terms, row_values(terms), *scope, params=params)

@@ -73,11 +73,20 @@ def _with_maps(dialect: str) -> sa.Select[Any]:
 
 
 @cache
-def _search_base(dialect: str) -> sa.Select[Any]:
+def _search_base(dialect: str, one_experiment: bool) -> sa.Select[Any]:
     """SearchTraces' statement before its filter and page. The order columns are selected too:
     the next page token is made of their values, and some are expressions (the duration sorts
-    NULL as -1), not plain info columns."""
-    experiments = in_list(dialect, TR.c.experiment_id, "b_exps", sa.BigInteger)
+    NULL as -1), not plain info columns.
+
+    One experiment is ``experiment_id = :b_exp``, not a one-element list: PostgreSQL (before 17)
+    reads an index in order only for an equality, so with ``= ANY(:list)`` the first page under
+    the default order sorted every trace of the experiment instead of reading the first ones
+    from (experiment_id, request_time, trace_id) (measured over 100,000 traces: 55 and 110 ms
+    for a tag and a feedback filter, against 6 and 6)."""
+    if one_experiment:
+        experiments = TR.c.experiment_id == sa.bindparam("b_exp", type_=sa.BigInteger)
+    else:
+        experiments = in_list(dialect, TR.c.experiment_id, "b_exps", sa.BigInteger)
     return _with_maps(dialect).add_columns(*_ORDER_COLUMNS).where(experiments)
 
 
@@ -130,9 +139,11 @@ class TraceReader:
     def search(self, experiment_ids: Sequence[str], query: SearchQuery) -> Page[TraceInfo]:
         ids = sorted({_experiment_key(e) for e in experiment_ids})
         dialect = self._uow.dialect
-        params = {"b_exps": list_param(dialect, ids)}
+        one = len(ids) == 1
+        params = {"b_exp": ids[0]} if one else {"b_exps": list_param(dialect, ids)}
+        base = _search_base(dialect, one)
         rows, token = run_search_compiled(
-            self._uow, "SearchTraces", _search_base(dialect), params, query, FILTERS, ORDER, ids
+            self._uow, "SearchTraces", base, params, query, FILTERS, ORDER, ids, variant=one
         )
         return Page(self._complete(rows), token)
 

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from store.domain import SearchQuery
+from store.query.raw import RawStatement
 from store.repositories.assessments import _OF_TRACES, AssessmentRepository
+from store.repositories.trace_reads import TraceReader
 from store.uow import Database, UnitOfWork
 
 ASSESSMENTS = 5_000
@@ -62,3 +65,42 @@ def test_assessments_of_a_page_of_traces_are_sought_per_trace_without_statistics
         ).scalar_one()
     )
     assert expected == ASSESSMENTS * len(ids) // TRACES
+
+
+@pytest.mark.postgresql_only  # SQLite has no statistics-driven choice between these plans
+def test_the_first_page_of_one_experiment_is_read_in_index_order(database: Database) -> None:
+    """SearchTraces of one experiment under the default order reads the first traces of its
+    (experiment_id, request_time, trace_id) index and stops at the page: a one-element list
+    (``= ANY``) made PostgreSQL sort every trace of the experiment, with its tags and metadata."""
+    database.write(
+        lambda uow: uow.conn.exec_driver_sql(
+            "INSERT INTO traces (trace_id, experiment_id, request_time, state, span_count, request_time_from_caller,"
+            " duration_from_caller, state_from_caller, create_time, update_time)"
+            " SELECT 'tr-' || md5(i::text), 0, i, CASE WHEN i %% 3 = 0 THEN 'ERROR' ELSE 'OK' END, 0, false, false,"
+            " false, i, i FROM generate_series(1, %(n)s) AS i",
+            {"n": 20_000},
+        )
+    )
+    database.write(lambda uow: uow.conn.exec_driver_sql("ANALYZE traces"))
+    query = SearchQuery(filter="trace.status = 'OK'", page_size=100)
+    statements: list[str] = []
+
+    def search(uow: UnitOfWork) -> Any:
+        cursor = uow.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        real = uow.fetch_raw
+
+        def explained(raw: RawStatement, params: dict[str, Any]) -> list[Any]:
+            cursor.execute("EXPLAIN " + raw.sql, raw.parameters(params))
+            statements.append("\n".join(r[0] for r in cursor.fetchall()))
+            return real(raw, params)
+
+        uow.fetch_raw = explained  # type: ignore[method-assign]
+        return TraceReader(uow).search(["0"], query)
+
+    page = database.read(search)
+    plan = statements[0]
+    assert "Index Scan Backward using ix_traces_experiment_id_request_time_trace_id" in plan, plan
+    assert "->  Sort  " not in plan and "Seq Scan on traces" not in plan, plan
+    # The page itself: the 100 newest OK traces, newest first.
+    expected = [i for i in range(20000, 0, -1) if i % 3][:100]
+    assert [t.request_time_ms for t in page.items] == expected
