@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, ColumnElement
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +122,25 @@ def json_value(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def in_list(dialect: str, column: Any, name: str, element: Any = sa.Text) -> ColumnElement[bool]:
+    """``column`` is one of the values of the list parameter ``name`` (``list_param``): one bound
+    parameter per list, so that the statement compiles once and runs on the driver's cursor.
+    ``= ANY(CAST(:name AS element[]))`` on PostgreSQL, ``IN (SELECT value FROM json_each(:name))``
+    with a JSON array on SQLite."""
+    condition: ColumnElement[bool]
+    if dialect == "postgresql":
+        condition = column == sa.any_(sa.cast(sa.bindparam(name), postgresql.ARRAY(element)))
+    else:
+        each = sa.func.json_each(sa.bindparam(name, type_=sa.Text)).table_valued("value")
+        condition = column.in_(sa.select(each.c.value))
+    return condition
+
+
+def list_param(dialect: str, values: Sequence[Any]) -> Any:
+    """The value of an ``in_list`` parameter."""
+    return list(values) if dialect == "postgresql" else json.dumps(list(values))
+
+
 @dataclass(frozen=True)
 class ForIds:
     """A statement over a list of ids (``b_ids``), built once per backend so that it compiles
@@ -136,10 +155,7 @@ class ForIds:
     @classmethod
     def build(cls, column: Any, make: Callable[[Any], ClauseElement], pg_suffix: str = "") -> ForIds:
         """``make(condition)``: the statement, given the condition "``column`` is one of the ids"."""
-        param: Any = sa.bindparam("b_ids")
-        pg = column == sa.func.any(sa.cast(param, postgresql.ARRAY(sa.Text)))
-        lite = column.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(param)))
-        return cls(make(pg), make(lite), pg_suffix)
+        return cls(make(in_list("postgresql", column, "b_ids")), make(in_list("sqlite", column, "b_ids")), pg_suffix)
 
     def parameter(self, dialect: str, ids: Sequence[str]) -> Any:
-        return list(ids) if dialect == "postgresql" else json.dumps(list(ids))
+        return list_param(dialect, ids)

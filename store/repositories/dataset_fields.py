@@ -25,8 +25,8 @@ from store.dataset_stats import SECTIONS, FieldStats, Key, ProfileDelta, split_p
 from store.orm.base import table
 from store.orm.datasets import DatasetFieldRow, DatasetRecordRow
 from store.query.bulk import BulkWrite
-from store.query.raw import json_value
-from store.repositories.dataset_sql import in_list, list_param, loads
+from store.query.raw import in_list, json_value, list_param
+from store.repositories.dataset_sql import loads
 
 if TYPE_CHECKING:
     from store.uow import UnitOfWork

@@ -46,14 +46,12 @@ from store.orm.base import table
 from store.orm.datasets import DatasetRecordRow, DatasetRow, DatasetVersionRow
 from store.orm.traces import AssessmentRow, SpanRow, TraceRow
 from store.query.bulk import insert_rows
-from store.query.raw import json_value
+from store.query.raw import in_list, json_value, list_param
 from store.repositories.assessments import EXPECTATION
 from store.repositories.dataset_sql import (
     Tid,
     fetch_binary,
-    in_list,
     json_param,
-    list_param,
     loads,
 )
 from store.repositories.datasets import digest_of

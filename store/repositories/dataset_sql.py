@@ -1,8 +1,5 @@
-"""SQL pieces shared by the dataset repositories: list parameters, JSON columns, errors.
-
-List parameters: one bound parameter per list, so statements compile once and run on the
-driver cursor (``UnitOfWork.fetch``): ``= ANY(CAST(:p AS TEXT[]))`` on PostgreSQL, ``IN
-(SELECT value FROM json_each(:p))`` with a JSON array on SQLite.
+"""SQL pieces shared by the dataset repositories: JSON columns, errors. (List parameters,
+``in_list`` and ``list_param``, are ``store/query/raw.py``'s.)
 
 Records' ``content`` is canonical JSON text (``store/canonical.py``), parsed with ``loads``;
 JSON columns arrive parsed (PostgreSQL) or as text (SQLite): ``store/query/raw.py::json_value``.
@@ -49,18 +46,6 @@ def loads(text: str) -> Any:
         return _orjson_loads(text)
     except _JSON_ERROR:
         return _loads(text)
-
-
-def in_list(dialect: str, column: ColumnElement[Any], name: str, element: Any = sa.Text) -> ColumnElement[bool]:
-    """``column`` is one of the values of list parameter ``name`` (see ``list_param``)."""
-    if dialect == "postgresql":
-        return column == sa.any_(sa.cast(sa.bindparam(name), postgresql.ARRAY(element)))
-    each = sa.func.json_each(sa.bindparam(name, type_=sa.Text)).table_valued("value")
-    return column.in_(sa.select(each.c.value))
-
-
-def list_param(dialect: str, values: list[Any]) -> Any:
-    return values if dialect == "postgresql" else json.dumps(values)
 
 
 def json_param(dialect: str, name: str) -> ColumnElement[Any]:

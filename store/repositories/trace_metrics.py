@@ -50,8 +50,7 @@ from store.orm.base import table
 from store.orm.traces import AssessmentRow, SpanRow, TraceRow
 from store.query.assessment_values import numeric_view
 from store.query.filter_sql import compile_filter
-from store.query.raw import RawStatement, ShapeCache, compile_shape
-from store.repositories.dataset_sql import in_list, list_param
+from store.query.raw import RawStatement, ShapeCache, compile_shape, in_list, list_param
 from store.repositories.trace_filters import FILTERS
 
 if TYPE_CHECKING:

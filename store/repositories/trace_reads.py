@@ -21,9 +21,8 @@ from store.orm.base import table
 from store.orm.traces import SpanRow, TraceMetadataRow, TraceRow, TraceTagRow
 from store.query.filter_sql import FilterSpec
 from store.query.keyset import OrderKey, OrderSpec
-from store.query.raw import json_value
+from store.query.raw import in_list, json_value, list_param
 from store.query.search import run_search, run_search_compiled
-from store.repositories.dataset_sql import in_list, list_param
 from store.repositories.trace_filters import FILTERS, ORDER
 from store.repositories.traces import trace_not_found
 
