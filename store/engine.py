@@ -103,8 +103,12 @@ def make_engine(url: str | URL, *, pool_size: int = 20, read_only: bool = False,
     # search went from 2.3 ms to 13.5 ms): reads (every search and filter runs on the read
     # engine) use force_custom_plan, which keeps the parse savings only. Writes run point
     # statements (by key, or over an array of ids), for which a generic plan is as good and
-    # planning each execution was a third of PostgreSQL's CPU: they keep the default, ``auto``
-    # (measured, CreateAssessment in-process: 555-665 -> 360-485 µs of PostgreSQL CPU per call).
+    # planning each execution was a third of PostgreSQL's CPU: they use force_generic_plan.
+    # (``auto`` kept planning every statement whose generic estimate exceeds its custom ones,
+    # though the plan is the same seek: a lookup by ``= ANY(ids)`` is estimated at 10 rows
+    # generically and 1 for a one-id array, and the trace lock of CreateAssessment took
+    # ~0.3 ms to plan on every call. Measured at 16 callers: CreateAssessment 572 -> 405 µs of
+    # PostgreSQL CPU per call, ClaimNextItem + SubmitLabels 2.8 -> 2.4 ms per label.)
     # A generic plan is made once per connection and kept until the table is ANALYZEd: made
     # while a table is small (a new database, or autovacuum off), it scans the whole table, and
     # keeps scanning as the table grows (measured: LogSpans' trace lock and its name-tag check
@@ -117,7 +121,7 @@ def make_engine(url: str | URL, *, pool_size: int = 20, read_only: bool = False,
     # work_mem 32MB (default 4MB): the analytics aggregate tens of thousands of rows per call;
     # with 4MB their grouping and sorts spilled to disk (measured: CompareRuns over 60,000
     # assessments). It is a per-operation ceiling, not an allocation.
-    plans = "force_custom_plan" if read_only else "auto -c enable_seqscan=off"
+    plans = "force_custom_plan" if read_only else "force_generic_plan -c enable_seqscan=off"
     options = f"-c plan_cache_mode={plans} -c jit=off -c work_mem=32MB"
     if read_only:
         options += " -c default_transaction_read_only=on"
