@@ -37,7 +37,7 @@ from store.errors import Aborted, Unavailable
 from store.orm.base import table
 from store.orm.system import ServiceSettingRow
 from store.query.keyset import PageTokenCodec
-from store.query.raw import ForIds, RawStatement, compile_raw
+from store.query.raw import ForIds, RawStatement, compile_raw, driver_cursor, release_cursor
 from store.repositories.assessments import AssessmentRepository
 from store.repositories.dataset_fields import DatasetFieldStore
 from store.repositories.dataset_records import DatasetRecordWriter
@@ -98,7 +98,7 @@ class UnitOfWork:
         dbapi_conn = self.conn.connection.dbapi_connection
         assert dbapi_conn is not None
         with self._driver_errors(raw.sql, dbapi_conn):
-            cursor = dbapi_conn.cursor()
+            cursor, kept = driver_cursor(dbapi_conn)
             try:
                 cursor.execute(raw.sql, raw.parameters(params))
                 if raw.row is None:
@@ -106,7 +106,7 @@ class UnitOfWork:
                 make = raw.row
                 return [make(*r) for r in cursor.fetchall()]
             finally:
-                cursor.close()
+                release_cursor(dbapi_conn, cursor, kept)
 
     def fetch_ids(self, stmt: ForIds, ids: Sequence[str], params: dict[str, Any] | None = None) -> list[Any]:
         """``fetch`` of a statement over a list of ids (see ``store/query/raw.py``)."""
@@ -122,12 +122,15 @@ class UnitOfWork:
         dbapi_conn = self.conn.connection.dbapi_connection
         assert dbapi_conn is not None
         with self._driver_errors(raw.sql, dbapi_conn):
-            cursor = dbapi_conn.cursor(binary=True) if self.dialect == "postgresql" else dbapi_conn.cursor()
+            cursor, kept = driver_cursor(dbapi_conn)
             try:
-                cursor.execute(raw.sql, raw.parameters(params))
+                if self.dialect == "postgresql":
+                    cursor.execute(raw.sql, raw.parameters(params), binary=True)
+                else:
+                    cursor.execute(raw.sql, raw.parameters(params))
                 return [r[0] for r in cursor.fetchall()]
             finally:
-                cursor.close()
+                release_cursor(dbapi_conn, cursor, kept)
 
     def fetch_many(self, stmt: ClauseElement, rows: list[dict[str, Any]]) -> None:
         """Run a prebuilt statement once per parameter set (``executemany``; pipelined by psycopg)."""
@@ -135,11 +138,11 @@ class UnitOfWork:
         dbapi_conn = self.conn.connection.dbapi_connection
         assert dbapi_conn is not None
         with self._driver_errors(raw.sql, dbapi_conn):
-            cursor = dbapi_conn.cursor()
+            cursor, kept = driver_cursor(dbapi_conn)
             try:
                 cursor.executemany(raw.sql, [raw.parameters(r) for r in rows])
             finally:
-                cursor.close()
+                release_cursor(dbapi_conn, cursor, kept)
 
     @contextmanager
     def _driver_errors(self, sql: str, dbapi_conn: Any) -> Iterator[None]:

@@ -309,3 +309,74 @@ def test_write_statements_keep_one_plan_per_connection(database: Database) -> No
     )
     assert plans.custom_plans == 0 and plans.generic_plans == len(traces) - 5, plans
     assert count_rows(database, "assessments") == len(traces)
+
+
+def _kept_cursor(uow: UnitOfWork) -> Any:
+    return getattr(uow.conn.connection.dbapi_connection, "_mlgenai_cursor", None)
+
+
+@pytest.mark.postgresql_only  # SQLite gets a cursor per statement (see store/query/raw.py)
+def test_statements_reuse_one_cursor_per_connection(database: Database) -> None:
+    """The fetch helpers keep one driver cursor on a PostgreSQL connection: statements with
+    other columns, other types and binary results in between still read back right."""
+    made = database.write(lambda uow: uow.experiments.create("cursor", "", {"k": "v"}, 7))
+
+    def reads(uow: UnitOfWork) -> tuple[Any, Any, Any, Any]:
+        first = uow.experiments.get(made.experiment_id)
+        cursor = _kept_cursor(uow)
+        numbers = uow.fetch(sa.select(sa.literal(2.5).label("x"), sa.literal(b"\x00\x01").label("b")), {})
+        blobs = uow.fetch_column(sa.select(sa.literal(b"\x00\xff").label("b")), {})
+        again = uow.experiments.get(made.experiment_id)
+        assert _kept_cursor(uow) is cursor
+        return first, (numbers[0].x, numbers[0].b, blobs), again, cursor
+
+    first, others, again, cursor = database.read(reads)
+    assert first == again == made
+    assert others == (2.5, b"\x00\x01", [b"\x00\xff"])
+    assert cursor is not None and not cursor.closed
+    assert database.read(_kept_cursor) is cursor  # the thread's read connection keeps it between calls
+
+
+@pytest.mark.postgresql_only
+def test_a_large_result_is_not_kept_by_the_cursor(database: Database) -> None:
+    """A connection does not hold a big result until its next statement: its cursor is closed
+    and the next statement opens another one."""
+    rows = sa.select(sa.func.generate_series(1, 1001).label("n"))
+
+    def big(uow: UnitOfWork) -> tuple[int, Any, Any]:
+        before = (uow.fetch(sa.select(sa.literal(1).label("n")), {}), _kept_cursor(uow))[1]
+        got = uow.fetch(rows, {})
+        return len(got), before, _kept_cursor(uow)
+
+    count, before, after = database.read(big)
+    assert count == 1001 and before is not None
+    assert before.closed and after is None
+    assert database.read(lambda uow: uow.fetch(sa.select(sa.literal(3).label("n")), {})[0].n) == 3
+    assert database.read(_kept_cursor) is not None
+
+
+@pytest.mark.postgresql_only
+def test_a_failed_statement_leaves_the_kept_cursor_usable(database: Database) -> None:
+    """After an error on the kept cursor (here a duplicate name) the connection's next
+    transaction runs its statements on the same cursor."""
+    database.write(lambda uow: uow.experiments.create("taken", "", {}, 1))
+    cursors: list[Any] = []
+
+    def duplicate(uow: UnitOfWork) -> None:
+        uow.experiments.create("taken", "", {}, 2)
+
+    with pytest.raises(AlreadyExists):
+        database.write(duplicate)
+    made = database.write(lambda uow: (cursors.append(_kept_cursor(uow)), uow.experiments.create("free", "", {}, 3))[1])
+    assert database.read(lambda uow: uow.experiments.get(made.experiment_id)).name == "free"
+    assert cursors[0] is not None and not cursors[0].closed
+    assert count_rows(database, "experiments", "name = 'taken'") == 1
+
+
+def test_only_postgresql_connections_keep_a_cursor(database: Database) -> None:
+    """SQLite keeps no cursor on its connections (its shared in-memory one serves several
+    threads): each statement gets its own."""
+    made = database.write(lambda uow: uow.experiments.create("kept", "", {}, 1))
+    got, kept = database.read(lambda uow: (uow.experiments.get(made.experiment_id), _kept_cursor(uow)))
+    assert got == made
+    assert (kept is not None) == (database.engine.dialect.name == "postgresql")
