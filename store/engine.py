@@ -125,7 +125,13 @@ def make_engine(url: str | URL, *, pool_size: int = 20, read_only: bool = False,
     options = f"-c plan_cache_mode={plans} -c jit=off -c work_mem=32MB"
     if read_only:
         options += " -c default_transaction_read_only=on"
-    connect_args: dict[str, Any] = {"prepare_threshold": 5, "connect_timeout": 10, "options": options}
+    # Statements run through ``UnitOfWork.fetch*`` are prepared by ``store/query/pg_exec.py``
+    # on first use, outside psycopg. psycopg answers a ROLLBACK with DEALLOCATE ALL when it has
+    # prepared statements of its own, which would drop those too: the write connections, whose
+    # failed transactions roll back, let psycopg prepare nothing. (A read connection runs in
+    # autocommit: psycopg never rolls one back, and keeps preparing what SQLAlchemy runs there.)
+    threshold = 5 if read_only else None
+    connect_args: dict[str, Any] = {"prepare_threshold": threshold, "connect_timeout": 10, "options": options}
     engine = sa.create_engine(
         u,
         echo=echo,

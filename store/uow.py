@@ -36,8 +36,9 @@ from store.engine import IDLE_PING_S, make_engine, ping
 from store.errors import Aborted, Unavailable
 from store.orm.base import table
 from store.orm.system import ServiceSettingRow
+from store.query import pg_exec
 from store.query.keyset import PageTokenCodec
-from store.query.raw import ForIds, RawStatement, compile_raw, driver_cursor, release_cursor
+from store.query.raw import ForIds, RawStatement, compile_raw
 from store.repositories.assessments import AssessmentRepository
 from store.repositories.dataset_fields import DatasetFieldStore
 from store.repositories.dataset_records import DatasetRecordWriter
@@ -98,7 +99,9 @@ class UnitOfWork:
         dbapi_conn = self.conn.connection.dbapi_connection
         assert dbapi_conn is not None
         with self._driver_errors(raw.sql, dbapi_conn):
-            cursor, kept = driver_cursor(dbapi_conn)
+            if self.dialect == "postgresql":
+                return pg_exec.fetch(dbapi_conn, raw, params)
+            cursor = dbapi_conn.cursor()
             try:
                 cursor.execute(raw.sql, raw.parameters(params))
                 if raw.row is None:
@@ -106,7 +109,7 @@ class UnitOfWork:
                 make = raw.row
                 return [make(*r) for r in cursor.fetchall()]
             finally:
-                release_cursor(dbapi_conn, cursor, kept)
+                cursor.close()
 
     def fetch_ids(self, stmt: ForIds, ids: Sequence[str], params: dict[str, Any] | None = None) -> list[Any]:
         """``fetch`` of a statement over a list of ids (see ``store/query/raw.py``)."""
@@ -122,15 +125,14 @@ class UnitOfWork:
         dbapi_conn = self.conn.connection.dbapi_connection
         assert dbapi_conn is not None
         with self._driver_errors(raw.sql, dbapi_conn):
-            cursor, kept = driver_cursor(dbapi_conn)
+            if self.dialect == "postgresql":
+                return [r[0] for r in pg_exec.fetch(dbapi_conn, raw, params, binary=True)]
+            cursor = dbapi_conn.cursor()
             try:
-                if self.dialect == "postgresql":
-                    cursor.execute(raw.sql, raw.parameters(params), binary=True)
-                else:
-                    cursor.execute(raw.sql, raw.parameters(params))
+                cursor.execute(raw.sql, raw.parameters(params))
                 return [r[0] for r in cursor.fetchall()]
             finally:
-                release_cursor(dbapi_conn, cursor, kept)
+                cursor.close()
 
     def fetch_many(self, stmt: ClauseElement, rows: list[dict[str, Any]]) -> None:
         """Run a prebuilt statement once per parameter set (``executemany``; pipelined by psycopg)."""
@@ -138,11 +140,11 @@ class UnitOfWork:
         dbapi_conn = self.conn.connection.dbapi_connection
         assert dbapi_conn is not None
         with self._driver_errors(raw.sql, dbapi_conn):
-            cursor, kept = driver_cursor(dbapi_conn)
+            cursor = dbapi_conn.cursor()
             try:
                 cursor.executemany(raw.sql, [raw.parameters(r) for r in rows])
             finally:
-                release_cursor(dbapi_conn, cursor, kept)
+                cursor.close()
 
     @contextmanager
     def _driver_errors(self, sql: str, dbapi_conn: Any) -> Iterator[None]:

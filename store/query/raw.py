@@ -159,39 +159,3 @@ class ForIds:
 
     def parameter(self, dialect: str, ids: Sequence[str]) -> Any:
         return list_param(dialect, ids)
-
-
-# A driver cursor is kept on its PostgreSQL connection and reused by the next statement:
-# psycopg's Connection.cursor() and close() cost ~18 µs of CPU per statement (measured on a
-# point SELECT: 59 µs with a new cursor, 41 µs with a reused one), more than a third of the
-# driver's own cost. Only the fetch helpers use it, and each reads all its rows before the
-# next statement can run. A connection belongs to one thread at a time (a per-thread
-# connection, or one checked out of the pool), and so does its cursor. SQLite's cursors are
-# cheap, and its shared in-memory connection serves several threads: it gets one per statement.
-_KEPT_CURSOR = "_mlgenai_cursor"
-# A cursor keeps its last result until the next statement; one larger than this is let go
-# (the cursor closed) rather than held by an idle connection.
-KEPT_RESULT_ROWS_MAX = 1_000
-
-
-def driver_cursor(dbapi_conn: Any) -> tuple[Any, bool]:
-    """A cursor of ``dbapi_conn`` for one statement, and whether it is kept for the next one
-    (give it back with ``release_cursor``)."""
-    cursor = getattr(dbapi_conn, _KEPT_CURSOR, None)
-    if cursor is not None and not cursor.closed:
-        return cursor, True
-    cursor = dbapi_conn.cursor()
-    if not hasattr(dbapi_conn, "__dict__"):  # sqlite3: one cursor per statement
-        return cursor, False
-    setattr(dbapi_conn, _KEPT_CURSOR, cursor)
-    return cursor, True
-
-
-def release_cursor(dbapi_conn: Any, cursor: Any, kept: bool) -> None:
-    """After a statement on ``driver_cursor``'s cursor: close it unless it is kept, or when it
-    holds a large result."""
-    if not kept:
-        cursor.close()
-    elif cursor.rowcount > KEPT_RESULT_ROWS_MAX:
-        cursor.close()
-        setattr(dbapi_conn, _KEPT_CURSOR, None)

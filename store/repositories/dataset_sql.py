@@ -24,7 +24,8 @@ from sqlalchemy.sql import ClauseElement
 
 from store.canonical import normalize_number
 from store.errors import NotFound
-from store.query.raw import RawStatement, compile_raw, driver_cursor, release_cursor
+from store.query import pg_exec
+from store.query.raw import RawStatement, compile_raw
 
 if TYPE_CHECKING:
     from store.uow import UnitOfWork
@@ -73,15 +74,7 @@ def fetch_binary(uow: UnitOfWork, stmt: ClauseElement, params: dict[str, Any]) -
     raw = _binary_sql(stmt, uow.conn.dialect)
     dbapi_conn: Any = uow.conn.connection.dbapi_connection
     with uow._driver_errors(raw.sql, dbapi_conn):
-        cursor, kept = driver_cursor(dbapi_conn)
-        try:
-            cursor.execute(raw.sql, raw.parameters(params), binary=True)
-            if raw.row is None:
-                return [], cursor.rowcount
-            make = raw.row
-            return [make(*r) for r in cursor.fetchall()], cursor.rowcount
-        finally:
-            release_cursor(dbapi_conn, cursor, kept)
+        return pg_exec.run(dbapi_conn, raw, params, binary=True)
 
 
 @cache

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from store.domain import DELETED, AssessmentSource, SearchQuery
 from store.errors import AlreadyExists, FailedPrecondition, NotFound, StoreError, Unavailable
@@ -299,7 +300,7 @@ def test_write_statements_keep_one_plan_per_connection(database: Database) -> No
     traces = database.read(
         lambda uow: uow.conn.exec_driver_sql("SELECT trace_id FROM traces ORDER BY trace_id").scalars().all()
     )
-    for trace_id in traces:  # on this thread's write connection: prepared after the 5th
+    for trace_id in traces:  # on this thread's write connection: prepared by the first (store/query/pg_exec.py)
         database.write(lambda uow, trace_id=trace_id: _assess(uow, trace_id))
     plans = database.write(
         lambda uow: uow.conn.exec_driver_sql(
@@ -307,76 +308,123 @@ def test_write_statements_keep_one_plan_per_connection(database: Database) -> No
             {"s": "%FOR KEY SHARE OF traces FOR SHARE OF experiments%"},
         ).one()
     )
-    assert plans.custom_plans == 0 and plans.generic_plans == len(traces) - 5, plans
+    assert plans.custom_plans == 0 and plans.generic_plans == len(traces), plans
     assert count_rows(database, "assessments") == len(traces)
 
 
-def _kept_cursor(uow: UnitOfWork) -> Any:
-    return getattr(uow.conn.connection.dbapi_connection, "_mlgenai_cursor", None)
+def _blob(value: bytes) -> Any:
+    return sa.select(sa.literal(value).label("b"))
 
 
-@pytest.mark.postgresql_only  # SQLite gets a cursor per statement (see store/query/raw.py)
-def test_statements_reuse_one_cursor_per_connection(database: Database) -> None:
-    """The fetch helpers keep one driver cursor on a PostgreSQL connection: statements with
-    other columns, other types and binary results in between still read back right."""
-    made = database.write(lambda uow: uow.experiments.create("cursor", "", {"k": "v"}, 7))
+def test_statements_of_other_columns_types_and_formats_read_back(database: Database) -> None:
+    """Statements on one connection, with text and binary results and other column types in
+    between (one Transformer per connection on PostgreSQL, store/query/pg_exec.py), each read
+    back right."""
+    made = database.write(lambda uow: uow.experiments.create("formats", "", {"k": "v"}, 7))
 
-    def reads(uow: UnitOfWork) -> tuple[Any, Any, Any, Any]:
-        first = uow.experiments.get(made.experiment_id)
-        cursor = _kept_cursor(uow)
-        numbers = uow.fetch(sa.select(sa.literal(2.5).label("x"), sa.literal(b"\x00\x01").label("b")), {})
-        blobs = uow.fetch_column(sa.select(sa.literal(b"\x00\xff").label("b")), {})
-        again = uow.experiments.get(made.experiment_id)
-        assert _kept_cursor(uow) is cursor
-        return first, (numbers[0].x, numbers[0].b, blobs), again, cursor
+    def reads(uow: UnitOfWork) -> tuple[Any, ...]:
+        return (
+            uow.fetch_column(_blob(b"\x00\xff"), {}),
+            uow.experiments.get(made.experiment_id),
+            uow.fetch_column(sa.select(sa.literal(2.5).label("x")), {}),
+            uow.fetch(_blob(b"\x01"), {})[0].b,
+            uow.fetch_column(sa.select(sa.literal("ü").label("t")), {}),
+        )
 
-    first, others, again, cursor = database.read(reads)
-    assert first == again == made
-    assert others == (2.5, b"\x00\x01", [b"\x00\xff"])
-    assert cursor is not None and not cursor.closed
-    assert database.read(_kept_cursor) is cursor  # the thread's read connection keeps it between calls
+    blob, got, number, text_blob, text = database.read(reads)
+    assert (blob, got, number, text) == ([b"\x00\xff"], made, [2.5], ["ü"])
+    assert bytes(text_blob) == b"\x01"
 
 
-@pytest.mark.postgresql_only
-def test_a_large_result_is_not_kept_by_the_cursor(database: Database) -> None:
-    """A connection does not hold a big result until its next statement: its cursor is closed
-    and the next statement opens another one."""
-    rows = sa.select(sa.func.generate_series(1, 1001).label("n"))
-
-    def big(uow: UnitOfWork) -> tuple[int, Any, Any]:
-        before = (uow.fetch(sa.select(sa.literal(1).label("n")), {}), _kept_cursor(uow))[1]
-        got = uow.fetch(rows, {})
-        return len(got), before, _kept_cursor(uow)
-
-    count, before, after = database.read(big)
-    assert count == 1001 and before is not None
-    assert before.closed and after is None
-    assert database.read(lambda uow: uow.fetch(sa.select(sa.literal(3).label("n")), {})[0].n) == 3
-    assert database.read(_kept_cursor) is not None
+def _prepared(uow: UnitOfWork, like: str) -> list[Any]:
+    """This connection's own prepared statements (store/query/pg_exec.py) whose SQL is ``like``."""
+    return list(
+        uow.conn.exec_driver_sql(
+            "SELECT name, statement FROM pg_prepared_statements WHERE name LIKE '\\_mg%%' AND statement LIKE %(s)s",
+            {"s": like},
+        ).all()
+    )
 
 
 @pytest.mark.postgresql_only
-def test_a_failed_statement_leaves_the_kept_cursor_usable(database: Database) -> None:
-    """After an error on the kept cursor (here a duplicate name) the connection's next
-    transaction runs its statements on the same cursor."""
+def test_statements_are_prepared_once_per_connection(database: Database) -> None:
+    """A compiled statement is prepared on the connection by its first run and reused after."""
+    made = database.write(lambda uow: uow.experiments.create("prepared", "", {"k": "v"}, 7))
+    for _ in range(5):
+        assert database.read(lambda uow: uow.experiments.get(made.experiment_id)) == made
+    statements = database.read(lambda uow: _prepared(uow, "%FROM experiments%"))
+    assert statements, "GetExperiment's statement is prepared"
+    assert len({s.statement for s in statements}) == len(statements), statements
+
+
+@pytest.mark.postgresql_only
+def test_prepared_statements_follow_the_parameter_types(database: Database) -> None:
+    """An integer that needs int8 and one that fits int2 are different prepared statements (as
+    psycopg keys its own): each reads back its own value; NULL, text, bytes and arrays too."""
+    stmt = sa.select(
+        sa.bindparam("n", type_=sa.BigInteger).label("n"),
+        sa.bindparam("t", type_=sa.Text).label("t"),
+        sa.literal_column("'50%'").label("pct"),
+    )
+    cases = [(1, "a"), (2**40, "b"), (None, None), (-(2**62), "ünï")]
+    got = [database.read(lambda uow, n=n, t=t: uow.fetch(stmt, {"n": n, "t": t})[0]) for n, t in cases]
+    assert [(r.n, r.t, r.pct) for r in got] == [(n, t, "50%") for n, t in cases]
+    ids = sa.select(sa.func.array_length(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text)), 1).label("k"))
+    assert database.read(lambda uow: uow.fetch(ids, {"ids": ["x", "y", "z"]})[0].k) == 3
+
+
+@pytest.mark.postgresql_only
+def test_a_write_transaction_begins_before_its_first_statement(database: Database) -> None:
+    """The first statement of a write opens the transaction psycopg would (READ COMMITTED), so
+    a failure after it undoes it; a read runs in autocommit."""
+
+    def first(uow: UnitOfWork) -> Any:
+        return uow.fetch(
+            sa.select(sa.func.current_setting("transaction_isolation").label("level"),
+                      sa.func.pg_current_xact_id_if_assigned().label("xid")),
+            {},
+        )[0]  # fmt: skip
+
+    def write_then_fail(uow: UnitOfWork) -> None:
+        assert first(uow).level == "read committed"
+        uow.experiments.create("undone", "", {}, 1)
+        assert uow.conn.connection.dbapi_connection.info.transaction_status.name == "INTRANS"
+        raise NotFound("X", "fail after writing")
+
+    with pytest.raises(NotFound):
+        database.write(write_then_fail)
+    assert count_rows(database, "experiments", "name = 'undone'") == 0
+    assert database.read(lambda uow: uow.conn.connection.dbapi_connection.autocommit)
+
+
+@pytest.mark.postgresql_only
+def test_a_failed_statement_leaves_the_connection_usable(database: Database) -> None:
+    """After an error (here a duplicate name) the connection's next transaction runs, with the
+    statements it prepared before."""
     database.write(lambda uow: uow.experiments.create("taken", "", {}, 1))
-    cursors: list[Any] = []
+    before = database.write(lambda uow: _prepared(uow, "%experiments%"))
 
     def duplicate(uow: UnitOfWork) -> None:
         uow.experiments.create("taken", "", {}, 2)
 
     with pytest.raises(AlreadyExists):
         database.write(duplicate)
-    made = database.write(lambda uow: (cursors.append(_kept_cursor(uow)), uow.experiments.create("free", "", {}, 3))[1])
+    made = database.write(lambda uow: uow.experiments.create("free", "", {}, 3))
     assert database.read(lambda uow: uow.experiments.get(made.experiment_id)).name == "free"
-    assert cursors[0] is not None and not cursors[0].closed
-    assert count_rows(database, "experiments", "name = 'taken'") == 1
+    after = database.write(lambda uow: _prepared(uow, "%experiments%"))
+    assert {s.name for s in before} <= {s.name for s in after}
+    assert count_rows(database, "experiments", "name IN ('taken', 'free')") == 2
 
 
-def test_only_postgresql_connections_keep_a_cursor(database: Database) -> None:
-    """SQLite keeps no cursor on its connections (its shared in-memory one serves several
-    threads): each statement gets its own."""
-    made = database.write(lambda uow: uow.experiments.create("kept", "", {}, 1))
-    got, kept = database.read(lambda uow: (uow.experiments.get(made.experiment_id), _kept_cursor(uow)))
-    assert got == made
-    assert (kept is not None) == (database.engine.dialect.name == "postgresql")
+@pytest.mark.postgresql_only
+def test_a_connection_keeps_at_most_prepared_max_statements(database: Database, monkeypatch: Any) -> None:
+    """Past ``PREPARED_MAX`` the oldest of a connection's statements is deallocated."""
+    from store.query import pg_exec
+
+    monkeypatch.setattr(pg_exec, "PREPARED_MAX", 3)
+    statements = [sa.select(sa.literal_column(str(i)).label("n")) for i in range(6)]
+    for _ in range(2):
+        got = database.read(lambda uow: [uow.fetch(s, {})[0].n for s in statements])
+        assert got == list(range(6))
+    kept = database.read(lambda uow: _prepared(uow, "SELECT _ AS n"))
+    assert 0 < len(kept) <= 3, kept
