@@ -70,6 +70,17 @@ def _on_sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def json_text(value: Any) -> str:
+    """Compact JSON text of a value for a JSON column: orjson (~5x faster than ``json.dumps``;
+    1,000 assessments' values and metadata were 14% of a BatchCreateAssessments call), falling
+    back to ``json`` for what orjson refuses (integers beyond 64 bits). Callers check values
+    first: orjson would write NaN and infinities as null, which no stored value holds."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def json_loads(text: str | bytes) -> Any:
     """What psycopg parses json/jsonb results with: orjson (~5x faster than ``json.loads`` on
     the tags, metadata and assessments of a search page), falling back to ``json`` for what

@@ -24,7 +24,6 @@ row in one statement (``BulkWrite``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from store.domain import DELETED, Assessment, AssessmentSource, Page, SearchQuery
+from store.engine import json_text
 from store.errors import InvalidArgument, NotFound
 from store.limits import TAGS_PER_ENTITY_MAX
 from store.orm.base import table
@@ -212,7 +212,7 @@ def typed_copies(value: object) -> tuple[float | None, str | None, bool | None]:
 
 
 def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json_text(value)  # values and errors are checked finite (server/convert/assessments.py)
 
 
 def assessment_not_found(assessment_id: str) -> NotFound:

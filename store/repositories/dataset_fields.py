@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement
 from sqlalchemy.dialects import postgresql
 
 from store import dataset_stats
 from store.dataset_stats import SECTIONS, FieldStats, Key, ProfileDelta, split_path
+from store.engine import json_text
 from store.orm.base import table
 from store.orm.datasets import DatasetFieldRow, DatasetRecordRow
 from store.query.bulk import BulkWrite
@@ -46,12 +46,9 @@ _LOAD = {
 
 
 def _dumps(doc: dict[str, Any]) -> str:
-    """A field's stored document: plain JSON (no canonical form needed), by orjson (~10x
-    json.dumps); ``json`` for what orjson refuses (an integer sum beyond 64 bits)."""
-    try:
-        return orjson.dumps(doc).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(doc)
+    """A field's stored document: plain JSON (no canonical form needed; an integer sum beyond
+    64 bits falls back to ``json``)."""
+    return json_text(doc)
 
 
 class DatasetFieldStore:

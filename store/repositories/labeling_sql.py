@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from store.engine import json_text
 from store.errors import FailedPrecondition, NotFound
 from store.labeling_domain import (
     ITEM_COMPLETED,
@@ -304,7 +305,7 @@ def _progress(rows: Sequence[Any]) -> Progress:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json_text(value)  # label values are checked against their schema (store/label_domain.py)
 
 
 def new_session_id() -> str:
