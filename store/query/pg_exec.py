@@ -11,9 +11,11 @@ types are exactly what a cursor would send and return.
 Per connection (kept on the psycopg connection, which one thread uses at a time):
 
 * each distinct statement is prepared on first use, named ``_mg<n>`` (psycopg's own prepared
-  statements are ``_pg3_<n>``: the two never meet), keyed by its SQL and its parameters' types
-  as psycopg would (an integer that needs ``int8`` is another statement than one in ``int2``);
-  at most ``PREPARED_MAX`` are kept, the oldest deallocated first;
+  statements are ``_pg3_<n>``), keyed by its SQL and its parameters' types as psycopg would
+  (an integer that needs ``int8`` is another statement than one in ``int2``); at most
+  ``PREPARED_MAX`` are kept, the oldest deallocated first. psycopg answers a ROLLBACK with
+  DEALLOCATE ALL when it holds prepared statements of its own, which would drop ours too: the
+  connections that roll back (writes) let psycopg prepare nothing (``store/engine.py``);
 * a transaction is begun as psycopg begins one (its ``BEGIN`` with the connection's isolation
   level, read-only and deferrable settings) when the connection is not in autocommit and no
   transaction is open; commit and rollback stay psycopg's, which follow the server's
