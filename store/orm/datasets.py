@@ -75,7 +75,11 @@ class DatasetRecordRow(Base):
 
     __tablename__ = "evaluation_dataset_records"
 
-    dataset_id: Mapped[str] = mapped_column(String(DATASET_ID_LEN), _dataset_fk(), primary_key=True)
+    # No foreign key to evaluation_datasets: PostgreSQL checks one per inserted row (a lookup
+    # of the dataset row each), 2.8 ms of a 1,000-record COPY's 16.7 (measured). Every write
+    # into a dataset's records holds the dataset row's lock (``DatasetRepository.lock``), so
+    # the dataset exists until commit; DeleteDataset deletes the records under that lock.
+    dataset_id: Mapped[str] = mapped_column(String(DATASET_ID_LEN), primary_key=True)
     # Creation order within the dataset; shared by every version of the record.
     position: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     valid_from: Mapped[int] = mapped_column(BigInteger, primary_key=True)

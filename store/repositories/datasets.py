@@ -28,7 +28,7 @@ from store.domain import Page, SearchQuery
 from store.errors import ResourceExhausted
 from store.limits import TAGS_PER_ENTITY_MAX
 from store.orm.base import table
-from store.orm.datasets import DatasetExperimentRow, DatasetRow, DatasetTagRow
+from store.orm.datasets import DatasetExperimentRow, DatasetRecordRow, DatasetRow, DatasetTagRow
 from store.query.bulk import BulkWrite
 from store.query.filter_sql import Field, FilterSpec, Kind, MapField
 from store.query.keyset import OrderKey, OrderSpec
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 D = table(DatasetRow)
 DT = table(DatasetTagRow)
 DX = table(DatasetExperimentRow)
+R = table(DatasetRecordRow)
 _P = sa.bindparam
 EMPTY_SUM = "0" * 64
 
@@ -79,6 +80,7 @@ _LINK = BulkWrite(DX, ("dataset_id", "experiment_id"), ("dataset_id", "experimen
 _COUNT_TAGS = sa.select(sa.func.count()).where(DT.c.dataset_id == _P("b_id"))
 _DELETE_TAG = sa.delete(DT).where(DT.c.dataset_id == _P("b_id"), DT.c.key == _P("b_key"))
 _DELETE = sa.delete(D).where(D.c.dataset_id == _P("b_id"))
+_DELETE_RECORDS = sa.delete(R).where(R.c.dataset_id == _P("b_id"))
 _TOUCH = sa.update(D).where(D.c.dataset_id == _P("b_id")).values(update_time=_P("b_now")).returning(D.c.dataset_id)
 _VERSION = sa.select(D.c.version).where(D.c.dataset_id == _P("b_id"))
 # The dataset row, locked until commit, for the writes into its records.
@@ -141,8 +143,12 @@ class DatasetRepository:
         return self.get(dataset_id)
 
     def delete(self, dataset_id: str) -> None:
-        """Hard delete; records, versions, fields, tags and links cascade."""
-        self._conn.execute(_DELETE, {"b_id": dataset_id})
+        """Hard delete: under the dataset row's lock, which every write into its records holds
+        until commit, its records (they have no foreign key: ``DatasetRecordRow``), then the
+        row; versions, fields, tags and links cascade. An unknown dataset deletes nothing."""
+        if self._uow.fetch(_LOCK, {"b_id": dataset_id}):
+            self._conn.execute(_DELETE_RECORDS, {"b_id": dataset_id})
+            self._conn.execute(_DELETE, {"b_id": dataset_id})
 
     def set_tags(self, dataset_id: str, tags: Mapping[str, str], now_ms: int) -> None:
         self._touch(dataset_id, now_ms)

@@ -72,3 +72,31 @@ def test_the_database_enforces_one_current_record_per_inputs(client: Client, dat
 def _insert(row: dict[str, object]) -> str:
     columns = ", ".join(row)
     return f"INSERT INTO evaluation_dataset_records ({columns}) VALUES ({', '.join(':' + c for c in row)})"
+
+
+def test_a_delete_waiting_on_a_merge_deletes_what_the_merge_wrote(client: Client, database: Database) -> None:
+    """Records have no foreign key to their dataset: DeleteDataset deletes them under the
+    dataset row's lock, which a merge holds until commit, so a merge that commits while the
+    delete waits leaves no record behind."""
+    ds = client.create_dataset("raced")["dataset_id"]
+    kept = client.create_dataset("bystander")["dataset_id"]
+    for target in (ds, kept):
+        client.merge_records(target, [{"inputs": {"q": 1}}])
+    with database.engine.connect() as conn:
+        tx = conn.begin()
+        lock = "SELECT version FROM evaluation_datasets WHERE dataset_id = :d"
+        conn.execute(sa.text(lock + (" FOR UPDATE" if conn.dialect.name == "postgresql" else "")), {"d": ds})
+        row = conn.execute(sa.text("SELECT * FROM evaluation_dataset_records WHERE dataset_id = :d"), {"d": ds})
+        written = dict(row.mappings().one())
+        written |= {"position": 2, "dataset_record_id": "dr-" + "2" * 32, "input_hash": "0" * 64}
+        conn.execute(sa.text(_insert(written)), written)  # a merge's write, not yet committed
+        deleting = threading.Thread(target=client.delete_dataset, args=(ds,))
+        deleting.start()
+        deleting.join(0.5)
+        assert deleting.is_alive()  # waiting for the lock
+        tx.commit()
+    deleting.join(30)
+    assert not deleting.is_alive()
+    with database.engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT dataset_id, count(*) FROM evaluation_dataset_records GROUP BY dataset_id"))
+        assert dict(left.all()) == {kept: 1}

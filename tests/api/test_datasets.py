@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import grpc
 import pytest
@@ -67,17 +68,17 @@ def test_tags_set_merge_and_delete(client: Client) -> None:
 
 def test_search_by_filter_order_and_experiments(client: Client) -> None:
     exp = client.create_experiment("search-ds")["experiment_id"]
-    made = [
-        client.create_dataset(name, experiment_ids=[exp] if i % 2 else [], tags=tags)
-        for i, (name, tags) in enumerate(
-            [
-                ("qa-a", {"team": "search", "mlflow.user": "ann"}),
-                ("qa-b", {"team": "ads"}),
-                ("eval-c", {"team": "search", "mlflow.user": "bob"}),
-                ("qa-d", {}),
-            ]
-        )
-    ]
+    made = []
+    for i, (name, tags) in enumerate(
+        [
+            ("qa-a", {"team": "search", "mlflow.user": "ann"}),
+            ("qa-b", {"team": "ads"}),
+            ("eval-c", {"team": "search", "mlflow.user": "bob"}),
+            ("qa-d", {}),
+        ]
+    ):
+        time.sleep(0.002)  # a create_time of its own (milliseconds) for each: the filter below tells them apart
+        made.append(client.create_dataset(name, experiment_ids=[exp] if i % 2 else [], tags=tags))
     ids = [d["dataset_id"] for d in made]
 
     def names(flt: str = "", **kw: object) -> list[str]:
