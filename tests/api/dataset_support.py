@@ -102,7 +102,7 @@ class Model:
                 found.outputs, found.has_outputs = rec["outputs"], rec["outputs"] is not None
             found.expectations.update(rec.get("expectations") or {})
             found.tags.update(rec.get("tags") or {})
-        if self.snapshot() != before:
+        if canonical_json(self.snapshot()) != canonical_json(before):  # as JSON: 0 and false differ
             self.versions.append(self.snapshot())
 
     def delete(self, record_ids: Iterable[str]) -> int:
