@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from psycopg import errors, pq
+from psycopg.copy import LibpqWriter
+from psycopg.waiting import Wait
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
@@ -200,7 +203,13 @@ def _sqlite_statement(write: BulkWrite | BulkUpdate) -> Any:
     return _conflict(stmt, write)
 
 
-def insert_rows(uow: UnitOfWork, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:
+def insert_rows(
+    uow: UnitOfWork,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+    meanwhile: Callable[[], object] | None = None,
+) -> None:
     """Insert new rows, which no stored row conflicts with: one binary COPY on PostgreSQL,
     ``BulkWrite`` (``executemany``) on SQLite. Rows are tuples in ``columns`` order, a JSON
     column's value its JSON text (as ``BulkWrite`` takes it).
@@ -213,28 +222,87 @@ def insert_rows(uow: UnitOfWork, table: sa.Table, columns: tuple[str, ...], rows
     a JSON column goes in jsonb's binary form, a version byte then the text, which jsonb's
     binary input parses as it would the text. psycopg is told it is ``bytea`` (sent unchanged):
     in a binary COPY the server reads each field with its column's own binary input.
+
+    ``meanwhile``: database-free work of the caller's, run while PostgreSQL stores the rows. A
+    binary COPY buffers up to 1,000 rows before inserting any (its 64 KB limit counts text
+    lines, which binary rows have none of), so a merge of 1,000 dataset records spent
+    ~7-10 ms awaiting the COPY's end after ~0.7 ms of sending it. ``_EndThen`` sends the end
+    of the data, runs ``meanwhile``, then awaits the result (SQLite: ``meanwhile`` runs after
+    the rows).
     """
-    if not rows:
-        return
-    if uow.dialect != "postgresql":
-        BulkWrite(table, columns).run(uow, rows)
+    if uow.dialect != "postgresql" or not rows:
+        if rows:
+            BulkWrite(table, columns).run(uow, rows)
+        if meanwhile is not None:
+            meanwhile()
         return
     types, json_at = _copy_types(table, columns)
     sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     dbapi_conn: Any = uow.conn.connection.dbapi_connection
-    with uow._driver_errors(sql, dbapi_conn), dbapi_conn.cursor() as cursor, cursor.copy(sql) as copy:
-        copy.set_types(types)
-        write = copy.write_row
-        if not json_at:
-            for row in rows:
-                write(row)
+    with uow._driver_errors(sql, dbapi_conn), dbapi_conn.cursor() as cursor:
+        writer = _EndThen(cursor, meanwhile) if meanwhile is not None else None
+        with cursor.copy(sql, writer=writer) as copy:
+            copy.set_types(types)
+            write = copy.write_row
+            if not json_at:
+                for row in rows:
+                    write(row)
+            else:
+                for row in rows:
+                    values = list(row)
+                    for i in json_at:
+                        if values[i] is not None:
+                            values[i] = _JSONB_VERSION + values[i].encode()
+                    write(values)
+        if writer is not None and writer.failed is not None:
+            raise writer.failed
+
+
+class _EndThen(LibpqWriter):
+    """psycopg's COPY writer, but its end sends the end-of-data message, runs ``meanwhile``
+    while the server finishes the COPY, then reads the result. An exception of ``meanwhile``
+    is kept in ``failed`` (raised once the result is read: the connection stays in step)."""
+
+    def __init__(self, cursor: Any, meanwhile: Callable[[], object]) -> None:
+        super().__init__(cursor)
+        self._meanwhile = meanwhile
+        self.failed: BaseException | None = None
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if exc is not None:
+            super().finish(exc)
             return
-        for row in rows:
-            values = list(row)
-            for i in json_at:
-                if values[i] is not None:
-                    values[i] = _JSONB_VERSION + values[i].encode()
-            write(values)
+        result = self.connection.wait(self._end())
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise errors.error_from_result(result, encoding=self.connection.info.encoding)
+        self.cursor._results = [result]  # as psycopg's own writer leaves it (the cursor's rowcount)
+
+    def _end(self) -> Any:
+        """A psycopg generator (it yields what to wait for, is sent whether it is ready)."""
+        pgconn = self._pgconn
+        while pgconn.put_copy_end(None) == 0:
+            while not (yield Wait.W):
+                continue
+        while True:
+            while not (yield Wait.W):
+                continue
+            if pgconn.flush() == 0:
+                break
+        try:
+            self._meanwhile()
+        except BaseException as exc:  # read the result first, then raise it (insert_rows)
+            self.failed = exc
+        results = []
+        while True:
+            while pgconn.is_busy():
+                while not (yield Wait.R):
+                    continue
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:
+                break
+            results.append(result)
+        return results[-1]
 
 
 _JSONB_VERSION = b"\x01"  # the one version of jsonb's binary format

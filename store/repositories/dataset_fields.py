@@ -51,6 +51,38 @@ def _dumps(doc: dict[str, Any]) -> str:
     return json_text(doc)
 
 
+class FieldUpdate:
+    """One call's change to a dataset's field aggregates, in three steps: ``DatasetFieldStore.load``
+    reads the stored aggregates of the fields ``delta`` touches; ``compute`` applies the delta
+    to them and to ``summary`` (the dataset's, in place) without the database, so that
+    MergeRecords runs it while PostgreSQL ingests the COPY of its rows; ``DatasetFieldStore.save``
+    recomputes stale extremes from the current records, writes the fields back and refreshes
+    their entries in ``summary``."""
+
+    def __init__(self, dataset_id: str, delta: ProfileDelta, stats: dict[Key, FieldStats], summary: dict[str, Any]):
+        self.dataset_id = dataset_id
+        self.delta = delta
+        self.stats = stats
+        self.summary = summary
+        self.touched: set[Key] = set()
+        self.stale: list[Key] = []
+        self.rows: list[tuple[str, str, str, str]] | None = None  # the upsert's, once computed
+        self._computed = False
+
+    def compute(self) -> None:
+        if self._computed:
+            return
+        self._computed = True
+        self.touched, self.stale = dataset_stats.apply(self.delta, self.stats, self.summary)
+        if not self.stale:  # (stale fields are written after their recomputation)
+            self.rows = self._rows()
+
+    def _rows(self) -> list[tuple[str, str, str, str]]:
+        stats = self.stats
+        live = sorted(k for k in self.touched if stats[k].count)
+        return [(self.dataset_id, s, p, _dumps(stats[(s, p)].doc())) for s, p in live]
+
+
 class DatasetFieldStore:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
@@ -58,20 +90,25 @@ class DatasetFieldStore:
 
     def apply(self, dataset_id: str, delta: ProfileDelta, summary: dict[str, Any]) -> None:
         """Apply ``delta`` to the stored aggregates and to ``summary`` (the dataset's, in place)."""
+        self.save(self.load(dataset_id, delta, summary))
+
+    def load(self, dataset_id: str, delta: ProfileDelta, summary: dict[str, Any]) -> FieldUpdate:
         keys = delta.keys()
-        stats = self._load(dataset_id, keys) if keys else {}
-        touched, stale = dataset_stats.apply(delta, stats, summary)
-        if stale:
-            self._recompute(dataset_id, stale, stats)
-        live = sorted(k for k in touched if stats[k].count)
-        _UPSERT.run(self._uow, [(dataset_id, s, p, _dumps(stats[(s, p)].doc())) for s, p in live])
+        return FieldUpdate(dataset_id, delta, self._load(dataset_id, keys) if keys else {}, summary)
+
+    def save(self, update: FieldUpdate) -> None:
+        update.compute()
+        dataset_id, stats, touched = update.dataset_id, update.stats, update.touched
+        if update.stale:
+            self._recompute(dataset_id, update.stale, stats)
+        _UPSERT.run(self._uow, update.rows if update.rows is not None else update._rows())
         for section in SECTIONS:
             gone = sorted(p for s, p in touched if s == section and not stats[(s, p)].count)
             if gone:
                 self._conn.execute(
                     sa.delete(F).where(F.c.dataset_id == dataset_id, F.c.section == section, F.c.path.in_(gone))
                 )
-        dataset_stats.render_summary(summary, stats, touched)
+        dataset_stats.render_summary(update.summary, stats, touched)
 
     def _load(self, dataset_id: str, keys: set[Key]) -> dict[Key, FieldStats]:
         dialect = self._uow.dialect

@@ -48,6 +48,7 @@ from store.orm.traces import AssessmentRow, SpanRow, TraceRow
 from store.query.bulk import insert_rows
 from store.query.raw import in_list, json_value, list_param
 from store.repositories.assessments import EXPECTATION
+from store.repositories.dataset_fields import FieldUpdate
 from store.repositories.dataset_sql import (
     Tid,
     fetch_binary,
@@ -104,9 +105,11 @@ class DatasetRecordWriter:
             done = plan.finish(codec, ds.version + 1, stats_enabled())
             if done.rows:
                 version, num_records = ds.version + 1, ds.num_records + done.added
+                fields = self._fields(dataset_id, ds, done)
                 self._close(dataset_id, done.close_rows, version)
-                insert_rows(self._uow, R, ROW_COLUMNS, done.rows)
-                digest = self._new_version(dataset_id, ds, done, plan.position, now_ms)
+                # The fields' upkeep is computed while PostgreSQL ingests the rows.
+                insert_rows(self._uow, R, ROW_COLUMNS, done.rows, meanwhile=fields.compute if fields else None)
+                digest = self._new_version(dataset_id, ds, done, plan.position, now_ms, fields=fields)
         outcomes = [o for _, o in results]
         return MergeResult(
             results=results,
@@ -219,14 +222,29 @@ class DatasetRecordWriter:
         params = {"b_id": dataset_id, "b_version": version, "b_positions": list_param(self._dialect, sorted(rows))}
         self._uow.fetch(_close_rows(self._dialect), params)
 
+    def _fields(self, dataset_id: str, ds: Any, done: Finished) -> FieldUpdate | None:
+        """The field upkeep of this change, its stored aggregates loaded (None when it is off)."""
+        if not stats_enabled():
+            return None
+        return self._uow.dataset_fields.load(dataset_id, done.delta, dict(json_value(ds.field_summary) or {}))
+
     def _new_version(
-        self, dataset_id: str, ds: Any, done: Finished, last_position: int, now_ms: int, deleted: int = 0
+        self,
+        dataset_id: str,
+        ds: Any,
+        done: Finished,
+        last_position: int,
+        now_ms: int,
+        deleted: int = 0,
+        fields: FieldUpdate | None = None,
     ) -> str:
-        """Fields, the version row and the dataset row of version ``ds.version + 1``; its digest."""
+        """Fields, the version row and the dataset row of version ``ds.version + 1``; its digest.
+        ``fields``: the upkeep as ``_fields`` made it (made here when not given)."""
         version = ds.version + 1
-        summary = dict(json_value(ds.field_summary) or {})
-        if stats_enabled():
-            self._uow.dataset_fields.apply(dataset_id, done.delta, summary)
+        fields = fields or self._fields(dataset_id, ds, done)
+        summary = dict(json_value(ds.field_summary) or {}) if fields is None else fields.summary
+        if fields is not None:
+            self._uow.dataset_fields.save(fields)
         num_records = ds.num_records + done.added - deleted
         content_sum = (int(ds.content_sum, 16) + done.sum_delta) % HASH_MOD
         digest = digest_of(num_records, content_sum)
