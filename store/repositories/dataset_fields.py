@@ -75,9 +75,12 @@ class FieldUpdate:
         self._computed = True
         self.touched, self.stale = dataset_stats.apply(self.delta, self.stats, self.summary)
         if not self.stale:  # (stale fields are written after their recomputation)
-            self.rows = self._rows()
+            self.rows = self.upsert_rows()
 
-    def _rows(self) -> list[tuple[str, str, str, str]]:
+    def upsert_rows(self) -> list[tuple[str, str, str, str]]:
+        """The rows of the fields that still have values, as ``compute`` left them (or as of now)."""
+        if self.rows is not None:
+            return self.rows
         stats = self.stats
         live = sorted(k for k in self.touched if stats[k].count)
         return [(self.dataset_id, s, p, _dumps(stats[(s, p)].doc())) for s, p in live]
@@ -101,7 +104,7 @@ class DatasetFieldStore:
         dataset_id, stats, touched = update.dataset_id, update.stats, update.touched
         if update.stale:
             self._recompute(dataset_id, update.stale, stats)
-        _UPSERT.run(self._uow, update.rows if update.rows is not None else update._rows())
+        _UPSERT.run(self._uow, update.upsert_rows())
         for section in SECTIONS:
             gone = sorted(p for s, p in touched if s == section and not stats[(s, p)].count)
             if gone:

@@ -226,7 +226,7 @@ class DatasetRecordWriter:
         """The field upkeep of this change, its stored aggregates loaded (None when it is off)."""
         if not stats_enabled():
             return None
-        return self._uow.dataset_fields.load(dataset_id, done.delta, dict(json_value(ds.field_summary) or {}))
+        return self._uow.dataset_fields.load(dataset_id, done.delta, _summary(ds))
 
     def _new_version(
         self,
@@ -242,7 +242,7 @@ class DatasetRecordWriter:
         ``fields``: the upkeep as ``_fields`` made it (made here when not given)."""
         version = ds.version + 1
         fields = fields or self._fields(dataset_id, ds, done)
-        summary = dict(json_value(ds.field_summary) or {}) if fields is None else fields.summary
+        summary = _summary(ds) if fields is None else fields.summary
         if fields is not None:
             self._uow.dataset_fields.save(fields)
         num_records = ds.num_records + done.added - deleted
@@ -266,6 +266,11 @@ class DatasetRecordWriter:
 
 
 _SECTIONS = (("inputs", "i"), ("outputs", "o"), ("expectations", "e"))
+
+
+def _summary(ds: Any) -> dict[str, Any]:
+    """A copy of the dataset row's field summary (``DatasetRepository.lock``'s row)."""
+    return dict(json_value(ds.field_summary) or {})
 
 
 def _lookup_rows(dialect: str, key: Any, columns: tuple[Any, ...], unless: tuple[Any, ...] = ()) -> Any:
