@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
+
+import orjson
 
 MAX_EXACT = 2**53
 
@@ -85,8 +88,46 @@ def normalize(value: Any) -> Any:
     raise NotJson(f"{type(value).__name__} is not a JSON value")
 
 
+def _pass(value: Any) -> Any:
+    raise TypeError("not a plain JSON value")
+
+
+# orjson writes the same text as the encoder above, 2.5x faster with the checks below (1.35
+# against 3.7 µs for a benchmark record's content, 0.5 against 1.2 for its inputs), except
+# where its output carries one of these marks: numbers under 1e-4 in magnitude (``0.00001``,
+# ``1.5e-7`` against ``1e-05``, ``1.5e-07``) and NaN or infinities (``null``; refused here).
+# It refuses outright lone surrogates, integers beyond 64 bits, objects nested beyond 254
+# levels and, with these options, subclasses of str/int/dict/list, dataclasses and dates.
+# Either way the encoder above decides. A string holding a mark (``"null"``, ``"1e-3"``) only
+# costs that slower path. (orjson would also write enums and UUIDs, which the encoder above
+# refuses: no value made from JSON or protobuf holds one.)
+# tests/unit/test_canonical.py compares the two on generated values and on every edge above.
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
+_NEGATIVE_EXPONENT = re.compile(r"[0-9]e-").search
+
+
 def dumps(value: Any) -> str:
-    """The canonical JSON text of an already normalized value."""
+    """The canonical JSON text of an already normalized value (plain dicts, lists, strings,
+    ints, floats, booleans and None)."""
+    if type(value) is str:
+        return encode_basestring(value)
+    try:
+        text = orjson.dumps(value, _pass, _ORJSON_OPTIONS).decode()
+    except TypeError:  # orjson.JSONEncodeError included
+        return reference_dumps(value)
+    # (substring tests on str: a regex, or the same tests on bytes, cost more than orjson)
+    if "null" in text or "0.0000" in text or ("e-" in text and _NEGATIVE_EXPONENT(text)):
+        return reference_dumps(value)
+    return text
+
+
+def reference_dumps(value: Any) -> str:
+    """``dumps`` by the standard library's C encoder: the definition of the canonical text."""
     return "".join(_chunks(value, 0))
 
 

@@ -21,7 +21,7 @@ from mlgenai.client.convert import to_struct
 from mlgenai.v1 import evaluation_dataset_pb2 as dpb
 from server.convert.dataset_records import to_input
 from server.validation import Violations
-from store.canonical import NotJson, canonical_json, identity, normalize
+from store.canonical import NotJson, canonical_json, dumps, identity, normalize, reference_dumps
 
 KEYS = st.text(max_size=6)
 SCALARS = st.one_of(
@@ -124,3 +124,63 @@ def test_the_documented_form() -> None:
 def test_values_without_a_json_form_are_refused(bad: Any) -> None:
     with pytest.raises(NotJson):
         canonical_json({"k": bad})
+
+
+# Values for the comparison of the fast path (orjson) with the reference encoder: any text
+# (control characters, non-ASCII, astral), numbers of every magnitude, ints up to 64 bits.
+WIDE = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**64), 2**64),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.floats(min_value=-1e-3, max_value=1e-3),
+        st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
+        st.sampled_from(["null", "1e-3", "0.00001", "\x00\x1f\x7f\u2028", "e-mail"]),
+    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=1000)
+@given(WIDE)
+def test_the_fast_encoder_writes_the_reference_text(value: Any) -> None:
+    assert dumps(value) == reference_dumps(value)
+
+
+class Text(str):
+    pass
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1e-05, -1.5e-07, 5e-324, 0.0001, 1e16, 1e22, -0.0, 2**53 + 2.0, 1.7976931348623157e308,  # numbers
+        2**63, 2**64, -(2**63) - 1, 10**30,  # beyond orjson's 64-bit integers
+        {"x": None}, "null", {"a": "1e-3"},  # the marks inside strings and as values
+        "\ud800", {"\udfff": 1},  # lone surrogates (not UTF-8)
+        Text("a"), {Text("k"): 1},  # subclasses
+        {1: "x"}, {None: 1},  # non-string keys, as the reference writes them
+        _nested(300),  # deeper than orjson goes
+        (1, 2),
+    ],
+)  # fmt: skip
+def test_the_fast_encoder_falls_back_where_orjson_differs(value: Any) -> None:
+    assert dumps(value) == reference_dumps(value)
+
+
+@pytest.mark.parametrize("bad", [math.nan, -math.inf, object(), {1: "x", "a": 2}])
+def test_the_fast_encoder_refuses_what_the_reference_refuses(bad: Any) -> None:
+    with pytest.raises((ValueError, TypeError)) as fast:
+        dumps({"k": bad})
+    with pytest.raises((ValueError, TypeError)) as reference:
+        reference_dumps({"k": bad})
+    assert type(fast.value) is type(reference.value)
