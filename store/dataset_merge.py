@@ -133,6 +133,10 @@ class Finished:
     added: int
     updated: int
     author: str | None
+    version: int = 0  # the version the rows are written as
+    # The records to write, with their content and its hash: ``MergePlan.build`` makes their
+    # ``rows`` and ``delta``.
+    writes: list[tuple[Work, str, str]] = field(default_factory=list)
 
 
 def content_text(w: Work) -> str:
@@ -239,10 +243,12 @@ class MergePlan:
                 changed = True
         return changed
 
-    def finish(self, codec: RecordCodec, version: int, track_fields: bool) -> Finished:
-        """The rows to write, as ``version``, for the records whose content changed."""
-        out = Finished([], [], ProfileDelta(), 0, 0, 0, self.author)
-        delta = out.delta
+    def finish(self, version: int) -> Finished:
+        """What the call writes as ``version``: the records whose content changed, the stored
+        rows they replace (to close), the counts and the content sum's change. Their rows and
+        profile delta come from ``build``, which the repository runs while PostgreSQL closes
+        the replaced rows."""
+        out = Finished([], [], ProfileDelta(), 0, 0, 0, self.author, version)
         for work in self.works.values():
             if not work.touched:
                 continue
@@ -254,13 +260,28 @@ class MergePlan:
             stored = work.stored
             if stored is not None and content_hash == stored.content_hash:
                 continue  # changed and changed back within the call
+            out.sum_delta += int(content_hash, 16)
+            if stored is None:
+                out.added += 1
+            else:
+                out.updated += 1
+                out.sum_delta -= int(stored.content_hash, 16)
+                out.close_rows.append(stored.row_id)
+            out.writes.append((work, content, content_hash))
+        out.sum_delta %= HASH_MOD
+        return out
+
+    def build(self, done: Finished, codec: RecordCodec, track_fields: bool) -> None:
+        """``done``'s rows, with the records as reads return them (``codec``), and with
+        ``track_fields`` its profile delta."""
+        delta = done.delta
+        for work, content, content_hash in done.writes:
             meta = RecordMeta(
                 self.dataset_id, work.record_id, work.source_type, work.create_time_ms, self.now_ms,
                 work.created_by, work.last_updated_by,
             )  # fmt: skip
-            out.sum_delta += int(content_hash, 16)
+            stored = work.stored
             if stored is None:
-                out.added += 1
                 proto = codec.created(work.origins[0], meta)
                 patches = work.origins[1:]
                 if track_fields:
@@ -269,21 +290,16 @@ class MergePlan:
                     if work.has_outputs:
                         delta.add("outputs", work.outputs)
             else:
-                out.updated += 1
-                out.sum_delta -= int(stored.content_hash, 16)
-                out.close_rows.append(stored.row_id)
                 proto, patches = stored.proto, work.origins
                 if track_fields:
                     _profile_update(delta, stored, work)
             for patch in patches:
                 proto = codec.merged(proto, patch, meta)
             row = (
-                self.dataset_id, work.position, version, work.record_id, work.input_hash, content, content_hash,
+                self.dataset_id, work.position, done.version, work.record_id, work.input_hash, content, content_hash,
                 work.create_time_ms, self.now_ms, work.created_by, work.last_updated_by, proto,
             )  # fmt: skip
-            out.rows.append(row)
-        out.sum_delta %= HASH_MOD
-        return out
+            done.rows.append(row)
 
 
 def _from_stored(stored: Stored, input_hash: str, inputs_text: str, inputs: dict[str, Any]) -> Work:

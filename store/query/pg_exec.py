@@ -28,10 +28,11 @@ caller classifies them as it does a cursor's; a connection that broke reports ``
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg import errors, pq
+from psycopg import errors, generators, pq, waiting
 from psycopg.adapt import PyFormat, Transformer
 
 from store.query.raw import RawStatement
@@ -120,8 +121,19 @@ def fetch(dbapi_conn: Any, raw: RawStatement, params: dict[str, Any], binary: bo
     return run(dbapi_conn, raw, params, binary)[0]
 
 
-def run(dbapi_conn: Any, raw: RawStatement, params: dict[str, Any], binary: bool = False) -> tuple[list[Any], int]:
-    """``fetch``, and the number of rows the statement returned or changed."""
+def run(
+    dbapi_conn: Any,
+    raw: RawStatement,
+    params: dict[str, Any],
+    binary: bool = False,
+    meanwhile: Callable[[], object] | None = None,
+) -> tuple[list[Any], int]:
+    """``fetch``, and the number of rows the statement returned or changed.
+
+    ``meanwhile``: work without the database, run once the statement is sent and before its
+    result is read, so that it overlaps the statement's execution in PostgreSQL. The result is
+    read even when ``meanwhile`` raises (the connection stays usable), and then its error is
+    raised."""
     pgconn = dbapi_conn.pgconn
     state = _state(dbapi_conn)
     if pgconn.transaction_status == _IDLE and not dbapi_conn.autocommit:
@@ -134,7 +146,16 @@ def run(dbapi_conn: Any, raw: RawStatement, params: dict[str, Any], binary: bool
     name = state.prepared.get(key)
     if name is None:
         name = _prepare(dbapi_conn, state, key)
-    result = _checked(dbapi_conn, pgconn.exec_prepared(name, dumped, tx.formats, 1 if binary else 0))
+    if meanwhile is None:
+        result = _checked(dbapi_conn, pgconn.exec_prepared(name, dumped, tx.formats, 1 if binary else 0))
+    else:
+        pgconn.send_query_prepared(name, dumped, tx.formats, 1 if binary else 0)
+        try:
+            meanwhile()
+        finally:  # (waits with the GIL released, as exec_prepared does)
+            results = waiting.wait(generators.fetch_many(pgconn), pgconn.socket)
+        for result in results:
+            _checked(dbapi_conn, result)
     if result.status != _TUPLES_OK:
         return [], int(result.command_tuples or 0)
     if raw.row is None:

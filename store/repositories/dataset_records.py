@@ -31,8 +31,8 @@ profile then go stale).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from functools import cache
+from collections.abc import Callable, Sequence
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -77,6 +77,10 @@ ROW_COLUMNS = (
 _INSERT_VERSION = sa.insert(V).values({c.name: _P(c.name) for c in V.c})
 
 
+def _nothing() -> None:
+    return None
+
+
 def stats_enabled() -> bool:
     return os.environ.get(STATS_SWITCH, "on").lower() != "off"
 
@@ -102,11 +106,14 @@ class DatasetRecordWriter:
         results = [plan.add(*args) for args in zip(records, hashes, texts, fresh, strict=True)]
         version, num_records, digest = ds.version, ds.num_records, None
         if any(w.touched for w in plan.works.values()):
-            done = plan.finish(codec, ds.version + 1, stats_enabled())
-            if done.rows:
+            done = plan.finish(ds.version + 1)
+            if done.writes:
                 version, num_records = ds.version + 1, ds.num_records + done.added
+                # The rows are built while PostgreSQL closes the rows they replace.
+                self._close(
+                    dataset_id, done.close_rows, version, meanwhile=partial(plan.build, done, codec, stats_enabled())
+                )
                 fields = self._fields(dataset_id, ds, done)
-                self._close(dataset_id, done.close_rows, version)
                 # The fields' upkeep is computed while PostgreSQL ingests the rows.
                 insert_rows(self._uow, R, ROW_COLUMNS, done.rows, meanwhile=fields.compute if fields else None)
                 digest = self._new_version(dataset_id, ds, done, plan.position, now_ms, fields=fields)
@@ -209,13 +216,19 @@ class DatasetRecordWriter:
         self._conn.exec_driver_sql("RESET enable_sort")
         return rows
 
-    def _close(self, dataset_id: str, rows: list[Any], version: int) -> None:
-        """Close the current rows ``rows`` (their ``row_id``s, see ``_lookup_rows``) as of ``version``."""
+    def _close(
+        self, dataset_id: str, rows: list[Any], version: int, meanwhile: Callable[[], object] = _nothing
+    ) -> None:
+        """Close the current rows ``rows`` (their ``row_id``s, see ``_lookup_rows``) as of
+        ``version``; ``meanwhile``: work without the database, run (once) while PostgreSQL
+        closes them."""
+        if not rows or self._dialect != "postgresql":
+            meanwhile()
         if not rows:
             return
         if self._dialect == "postgresql":
             params = {"b_rows": rows, "b_version": version}
-            closed = fetch_binary(self._uow, _CLOSE_BY_TID, params)[1]
+            closed = fetch_binary(self._uow, _CLOSE_BY_TID, params, meanwhile=meanwhile)[1]
             if closed != len(rows):  # cannot happen under the dataset lock
                 raise RuntimeError(f"closed {closed} rows of dataset {dataset_id!r}, not {len(rows)}")
             return

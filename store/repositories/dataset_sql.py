@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
@@ -64,9 +65,11 @@ class Tid(sa.types.UserDefinedType[str]):
         return "TID"
 
 
-def fetch_binary(uow: UnitOfWork, stmt: ClauseElement, params: dict[str, Any]) -> tuple[list[Any], int]:
+def fetch_binary(
+    uow: UnitOfWork, stmt: ClauseElement, params: dict[str, Any], meanwhile: Callable[[], object] | None = None
+) -> tuple[list[Any], int]:
     """PostgreSQL: ``UnitOfWork.fetch`` with parameters and results in binary format; the rows
-    and the row count.
+    and the row count. ``meanwhile``: work run while PostgreSQL executes it (``pg_exec.run``).
 
     Binary ``bytea`` arrives as is (not as hex text to decode), and binary text arrays are not
     quoted element by element (see ``store/query/bulk.py``).
@@ -74,7 +77,7 @@ def fetch_binary(uow: UnitOfWork, stmt: ClauseElement, params: dict[str, Any]) -
     raw = _binary_sql(stmt, uow.conn.dialect)
     dbapi_conn: Any = uow.conn.connection.dbapi_connection
     with uow._driver_errors(raw.sql, dbapi_conn):
-        return pg_exec.run(dbapi_conn, raw, params, binary=True)
+        return pg_exec.run(dbapi_conn, raw, params, binary=True, meanwhile=meanwhile)
 
 
 @cache
