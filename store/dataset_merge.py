@@ -2,7 +2,8 @@
 
 ``store/repositories/dataset_records.py`` loads the current rows of the call's identities in
 one SELECT, runs every request record through ``MergePlan.add`` in order, and writes what
-``MergePlan.finish`` returns with a constant number of set-based statements. Rules:
+``MergePlan.finish`` decides (and ``MergePlan.build`` makes into rows) with a constant number
+of set-based statements. Rules:
 
 * new inputs: a new record. Source inferred when absent: HUMAN with non-empty expectations,
   else CODE. ``created_by`` = ``last_updated_by`` = its ``mlflow.user`` tag;

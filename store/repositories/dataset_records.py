@@ -18,7 +18,9 @@ request record would create comes without its content and proto (the record is U
 nothing of it needs parsing). The rules run in Python (``store/dataset_merge.py``); then a
 constant number of statements write the result: one UPDATE closing the changed rows (by
 ``ctid`` on PostgreSQL: a TID scan), one binary COPY of all new row versions (``insert_rows``),
-the field aggregates (``dataset_fields.py``), the version row and the dataset row. The lock
+the field aggregates (``dataset_fields.py``), the version row and the dataset row. The new
+rows are built while PostgreSQL runs the UPDATE, the field upkeep while it stores the COPY
+(``meanwhile``: ``store/query/pg_exec.py``, ``store/query/bulk.py``). The lock
 serializes merges into one dataset across server processes (no lost update, no duplicate
 identity); the unique partial index on (dataset_id, input_hash) of current rows makes the
 database enforce one current record per inputs whatever happens.
