@@ -154,8 +154,9 @@ def run(
             meanwhile()
         finally:  # (waits with the GIL released, as exec_prepared does)
             results = waiting.wait(generators.fetch_many(pgconn), pgconn.socket)
-        for result in results:
-            _checked(dbapi_conn, result)
+        for each in results:  # (one, for one statement)
+            _checked(dbapi_conn, each)
+        result = results[-1]
     if result.status != _TUPLES_OK:
         return [], int(result.command_tuples or 0)
     if raw.row is None:
