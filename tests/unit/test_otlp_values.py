@@ -1,14 +1,18 @@
 """The OTLP path fills Structs in place (``server/otlp.py``: ``_update``, ``_fill``,
-``_extend``); whatever the JSON value, the result is the message ``Struct.update`` builds."""
+``_extend``); whatever the JSON value, the result is the message ``Struct.update`` builds. Its
+JSON attributes are parsed by orjson where that gives what the standard library's decoder
+(``_DECODER``) gives, and by that decoder everywhere else."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from google.protobuf import struct_pb2
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
-from server.otlp import _fill, _update
+from server.otlp import _DECODER, _fill, _update, decode_json
 
 _SCALARS = (
     st.none()
@@ -54,3 +58,62 @@ def test_empty_containers_keep_their_kind() -> None:
     assert got.fields["object"].WhichOneof("kind") == "struct_value"
     assert [v.WhichOneof("kind") for v in got.fields["nested"].list_value.values] == ["list_value", "struct_value"]
     assert got == _by_update({"list": [], "object": {}, "nested": [[], {}]})
+
+
+def _reference(text: str) -> Any:
+    """``decode_json`` by the standard library's decoder alone."""
+    if text.lstrip()[:1] not in set('{["-0123456789tfn'):
+        return text
+    try:
+        return _DECODER.decode(text)
+    except (ValueError, RecursionError):
+        return text
+
+
+def _strictly_equal(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_strictly_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_strictly_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+_WIDE_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()  # beyond 64 bits too: orjson reads those as floats
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
+)
+_WIDE = st.recursive(
+    _WIDE_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=1000)
+@given(_WIDE, st.booleans())
+@example(-(2**63) - 1, False)
+@example(2**64, False)
+@example([1732460000123456789, -9223372036854775808], False)
+def test_json_attributes_parse_as_the_standard_library_parses_them(value: Any, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert _strictly_equal(decode_json(text), _reference(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-9999999999999999999", "18446744073709551616", '{"n": 123456789012345678901234567890}',  # floats to orjson
+        '"\\ud800x"', '["\\udfff"]',  # lone surrogates: the standard library accepts them
+        "NaN", "[Infinity]", "1e999", '{"a": -1e400}',  # no JSON form: kept as text
+        "2024-08-07", "1 2", "{", "true!", "nul",  # not JSON: kept as text
+        '{"a": 1, "a": 2}', "-0", "1E2", " [1] ", '"a\\u0000b"',
+        "[" * 1200 + "]" * 1200,  # deeper than either parser goes
+    ],
+)  # fmt: skip
+def test_json_attributes_where_orjson_differs_parse_as_the_standard_library_parses_them(text: str) -> None:
+    assert _strictly_equal(decode_json(text), _reference(text))
