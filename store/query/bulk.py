@@ -26,7 +26,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from psycopg import errors, pq
+from psycopg import errors, generators, pq
 from psycopg.copy import LibpqWriter
 from psycopg.waiting import Wait
 from sqlalchemy.dialects import postgresql, sqlite
@@ -292,16 +292,7 @@ class _EndThen(LibpqWriter):
             self._meanwhile()
         except BaseException as exc:  # read the result first, then raise it (insert_rows)
             self.failed = exc
-        results = []
-        while True:
-            while pgconn.is_busy():
-                while not (yield Wait.R):
-                    continue
-                pgconn.consume_input()
-            result = pgconn.get_result()
-            if result is None:
-                break
-            results.append(result)
+        results = yield from generators.fetch_many(pgconn)  # (as pg_exec.run reads its result)
         return results[-1]
 
 
