@@ -18,7 +18,8 @@ Per connection (kept on the psycopg connection, which one thread uses at a time)
   connections that roll back (writes) let psycopg prepare nothing (``store/engine.py``);
 * a transaction is begun as psycopg begins one (its ``BEGIN`` with the connection's isolation
   level, read-only and deferrable settings) when the connection is not in autocommit and no
-  transaction is open; commit and rollback stay psycopg's, which follow the server's
+  transaction is open, but sent with the statement in one round trip (libpq's pipeline mode)
+  instead of awaited before it; commit and rollback stay psycopg's, which follow the server's
   transaction status.
 
 Errors are psycopg's exceptions built from the server's result (``UniqueViolation``…), so the
@@ -136,8 +137,6 @@ def run(
     raised."""
     pgconn = dbapi_conn.pgconn
     state = _state(dbapi_conn)
-    if pgconn.transaction_status == _IDLE and not dbapi_conn.autocommit:
-        _checked(dbapi_conn, pgconn.exec_(_begin_command(dbapi_conn)))
     converted = _convert(raw.sql)
     values = raw.parameters(params)
     tx = state.tx
@@ -146,17 +145,20 @@ def run(
     name = state.prepared.get(key)
     if name is None:
         name = _prepare(dbapi_conn, state, key)
-    if meanwhile is None:
-        result = _checked(dbapi_conn, pgconn.exec_prepared(name, dumped, tx.formats, 1 if binary else 0))
+    result_format = 1 if binary else 0
+    if pgconn.transaction_status == _IDLE and not dbapi_conn.autocommit:
+        results = _begin_and_run(dbapi_conn, name, dumped, tx.formats, result_format, meanwhile)
+    elif meanwhile is None:
+        results = [pgconn.exec_prepared(name, dumped, tx.formats, result_format)]
     else:
-        pgconn.send_query_prepared(name, dumped, tx.formats, 1 if binary else 0)
+        pgconn.send_query_prepared(name, dumped, tx.formats, result_format)
         try:
             meanwhile()
         finally:  # (waits with the GIL released, as exec_prepared does)
-            results = waiting.wait(generators.fetch_many(pgconn), pgconn.socket)
-        for each in results:  # (one, for one statement)
-            _checked(dbapi_conn, each)
-        result = results[-1]
+            results = _wait(pgconn)
+    for each in results:  # (one, for one statement; BEGIN's first when it was sent too)
+        _checked(dbapi_conn, each)
+    result = results[-1]
     if result.status != _TUPLES_OK:
         return [], int(result.command_tuples or 0)
     if raw.row is None:
@@ -164,6 +166,41 @@ def run(
     tx.set_pgresult(result)
     rows: list[Any] = tx.load_rows(0, result.ntuples, raw.row._make)  # type: ignore[attr-defined]
     return rows, len(rows)
+
+
+def _wait(pgconn: Any) -> list[Any]:
+    """The results of what was sent, up to the end of one statement's (or a pipeline sync)."""
+    results: list[Any] = waiting.wait(generators.fetch_many(pgconn), pgconn.socket)
+    return results
+
+
+def _begin_and_run(
+    dbapi_conn: Any,
+    name: bytes,
+    dumped: Any,
+    formats: Any,
+    result_format: int,
+    meanwhile: Callable[[], object] | None,
+) -> list[Any]:
+    """Begin a transaction and run the prepared statement ``name`` in one round trip (libpq's
+    pipeline mode): BEGIN's result, then the statement's (an error if BEGIN failed).
+
+    The sync ends the pipeline, not the transaction BEGIN opened: an error in the statement
+    leaves it failed, as it would without the pipeline, for the caller to roll back."""
+    pgconn = dbapi_conn.pgconn
+    pgconn.enter_pipeline_mode()
+    pgconn.send_query_params(_begin_command(dbapi_conn), None)
+    pgconn.send_query_prepared(name, dumped, formats, result_format)
+    pgconn.pipeline_sync()  # (sends what is queued)
+    try:
+        if meanwhile is not None:
+            meanwhile()
+    finally:
+        begun = _wait(pgconn)
+        ran = _wait(pgconn)
+        _wait(pgconn)  # the sync's
+        pgconn.exit_pipeline_mode()
+    return begun + ran
 
 
 def _prepare(dbapi_conn: Any, state: _Connection, key: tuple[bytes, tuple[int, ...]]) -> bytes:

@@ -1,6 +1,7 @@
 """PostgreSQL: a statement run with ``meanwhile`` (store/query/pg_exec.py ``run``) is sent,
 ``meanwhile`` runs once while PostgreSQL executes it, then its result is read — also when
-either side fails, so the thread's connection stays in step for its next statement."""
+either side fails, so the thread's connection stays in step for its next statement. Each test
+runs the statement first in its transaction (sent with BEGIN in one pipeline) and after another."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from store.repositories.dataset_sql import fetch_binary
 from store.uow import Database, UnitOfWork
 from tests.helpers import count_rows
 
-pytestmark = pytest.mark.postgresql_only
+pytestmark = [pytest.mark.postgresql_only, pytest.mark.parametrize("first", [True, False], ids=["first", "second"])]
 
 TAGS = table(ExperimentTagRow)
 # Slow (pg_sleep, 0.2 s a row) so that ``meanwhile`` sees the statement running.
@@ -27,6 +28,12 @@ SLOW_UPDATE = (
     .values(value=sa.bindparam("b_value"))
 )
 FAILING_UPDATE = sa.update(TAGS).where(TAGS.c.key.like(sa.bindparam("b_like"))).values(value=sa.text("(1/0)::text"))
+
+
+def _before(uow: UnitOfWork, first: bool) -> None:
+    """Unless ``first``, run a statement in the transaction before the one under test."""
+    if not first:
+        assert uow.fetch_column(sa.select(sa.literal(1).label("n")), {}) == [1]
 
 
 def _seed(database: Database, prefix: str, n: int) -> None:
@@ -42,7 +49,7 @@ def _with_value(database: Database, prefix: str, value: str) -> int:
     return count_rows(database, "experiment_tags", f"key LIKE '{prefix}-%' AND value = '{value}'")
 
 
-def test_meanwhile_runs_once_while_the_statement_executes(database: Database) -> None:
+def test_meanwhile_runs_once_while_the_statement_executes(database: Database, first: bool) -> None:
     _seed(database, "m", 3)
     seen: list[tuple[str, int]] = []
 
@@ -53,6 +60,7 @@ def test_meanwhile_runs_once_while_the_statement_executes(database: Database) ->
         seen.append((_state_of_writer(database), threading.get_ident()))
 
     def work(uow: UnitOfWork) -> int:
+        _before(uow, first)
         return fetch_binary(uow, SLOW_UPDATE, {"b_like": "m-%", "b_value": "new"}, meanwhile=meanwhile)[1]
 
     assert database.write(work) == 3
@@ -60,13 +68,14 @@ def test_meanwhile_runs_once_while_the_statement_executes(database: Database) ->
     assert _with_value(database, "m", "new") == 3
 
 
-def test_an_error_of_meanwhile_is_raised_and_the_statement_is_undone(database: Database) -> None:
+def test_an_error_of_meanwhile_is_raised_and_the_statement_is_undone(database: Database, first: bool) -> None:
     _seed(database, "e", 2)
 
     def fail() -> None:
         raise ValueError("meanwhile failed")
 
     def work(uow: UnitOfWork) -> Any:
+        _before(uow, first)
         return fetch_binary(uow, SLOW_UPDATE, {"b_like": "e-%", "b_value": "new"}, meanwhile=fail)
 
     with pytest.raises(ValueError, match="meanwhile failed"):
@@ -76,11 +85,12 @@ def test_an_error_of_meanwhile_is_raised_and_the_statement_is_undone(database: D
     assert _with_value(database, "e", "next") == 2  # the same thread's connection, in step
 
 
-def test_a_failing_statement_raises_its_error_after_meanwhile(database: Database) -> None:
+def test_a_failing_statement_raises_its_error_after_meanwhile(database: Database, first: bool) -> None:
     _seed(database, "f", 2)
     calls: list[int] = []
 
     def work(uow: UnitOfWork) -> Any:
+        _before(uow, first)
         return fetch_binary(uow, FAILING_UPDATE, {"b_like": "f-%"}, meanwhile=lambda: calls.append(1))
 
     with pytest.raises(sa.exc.DataError, match="division by zero"):

@@ -1,0 +1,75 @@
+"""PostgreSQL: the first statement of a write is sent with its ``BEGIN`` in one round trip
+(store/query/pg_exec.py ``run``, libpq's pipeline mode). The transaction it opens is the one
+every later statement runs in, with the connection's settings; it is undone by a rollback; a
+failure of that first statement leaves it failed and the connection in step, out of pipeline
+mode, for its next call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from store.orm import ExperimentTagRow
+from store.orm.base import table
+from store.uow import Database, UnitOfWork
+from tests.helpers import count_rows
+
+pytestmark = pytest.mark.postgresql_only
+
+TAGS = table(ExperimentTagRow)
+XID = sa.select(sa.func.pg_current_xact_id().cast(sa.Text).label("xid"))
+INSERT_TAG = sa.insert(TAGS).values(experiment_id=0, key=sa.bindparam("b_key"), value="v").returning(TAGS.c.key)
+FAILING = sa.select((sa.literal(1) / sa.bindparam("b_zero", type_=sa.Integer)).label("n"))
+
+
+def _pgconn(uow: UnitOfWork) -> Any:
+    dbapi_conn: Any = uow.conn.connection.dbapi_connection
+    return dbapi_conn.pgconn
+
+
+def test_the_first_statement_begins_the_transaction_the_next_ones_run_in(database: Database) -> None:
+    def work(uow: UnitOfWork) -> tuple[Any, ...]:
+        assert _pgconn(uow).transaction_status == psycopg.pq.TransactionStatus.IDLE
+        first = uow.fetch(XID, {})[0].xid
+        status = _pgconn(uow).transaction_status
+        pipeline = _pgconn(uow).pipeline_status
+        second = uow.fetch(XID, {})[0].xid
+        isolation = uow.fetch(sa.select(sa.func.current_setting("transaction_isolation").label("i")), {})[0].i
+        return first, second, status, pipeline, isolation
+
+    first, second, status, pipeline, isolation = database.write(work)
+    assert first == second  # one transaction (autocommit would assign each statement its own)
+    assert status == psycopg.pq.TransactionStatus.INTRANS
+    assert pipeline == psycopg.pq.PipelineStatus.OFF
+    assert isolation == "read committed"  # the engine's setting, as psycopg's BEGIN sends it
+
+
+def test_a_write_begun_by_its_first_statement_is_undone_when_the_work_fails(database: Database) -> None:
+    def work(uow: UnitOfWork) -> None:
+        assert [r.key for r in uow.fetch(INSERT_TAG, {"b_key": "undone"})] == ["undone"]
+        raise RuntimeError("after the first statement")
+
+    with pytest.raises(RuntimeError, match="after the first statement"):
+        database.write(work)
+    assert count_rows(database, "experiment_tags", "key = 'undone'") == 0
+    # The pipeline's sync did not commit it either: the next write of this thread stores its own.
+    assert database.write(lambda uow: [r.key for r in uow.fetch(INSERT_TAG, {"b_key": "kept"})]) == ["kept"]
+    assert count_rows(database, "experiment_tags", "key = 'kept'") == 1
+
+
+def test_a_failing_first_statement_raises_and_leaves_the_connection_in_step(database: Database) -> None:
+    def work(uow: UnitOfWork) -> Any:
+        try:
+            return uow.fetch(FAILING, {"b_zero": 0})
+        finally:
+            state = (_pgconn(uow).transaction_status, _pgconn(uow).pipeline_status)
+            assert state == (psycopg.pq.TransactionStatus.INERROR, psycopg.pq.PipelineStatus.OFF), state
+
+    for _ in range(2):
+        with pytest.raises(sa.exc.DataError, match="division by zero"):
+            database.write(work)
+        got = database.write(lambda uow: (uow.fetch(FAILING, {"b_zero": 1})[0].n, uow.fetch(XID, {})[0].xid))
+        assert got[0] == 1
