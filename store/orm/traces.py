@@ -84,9 +84,12 @@ class TraceMetadataRow(Base):
 class SpanRow(Base):
     __tablename__ = "spans"
 
-    trace_id: Mapped[str] = mapped_column(
-        String(TRACE_ID_LEN), ForeignKey("traces.trace_id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key to traces: PostgreSQL checks one per inserted row (a lookup of the trace
+    # row each, then a lock on it), and LogSpans writes hundreds of spans per call. Every span
+    # write holds its trace row's lock until commit (the row it inserted, or the one it locked:
+    # ``TraceRepository.log_spans``), so the trace exists while its spans are written, and
+    # DeleteTraces deletes the spans itself under that lock.
+    trace_id: Mapped[str] = mapped_column(String(TRACE_ID_LEN), primary_key=True)
     span_id: Mapped[str] = mapped_column(String(16), primary_key=True)
     parent_span_id: Mapped[str | None] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(1000))

@@ -502,7 +502,9 @@ class TraceMutations:
     def delete(
         self, experiment_id: str, trace_ids: Sequence[str], max_request_time_ms: int | None, max_traces: int
     ) -> int:
-        """Hard delete (spans, tags, metadata and assessments cascade); returns the count."""
+        """Hard delete; returns the count. Under the trace rows' locks, which every span write
+        holds until commit, the spans (they have no foreign key: ``SpanRow``), then the rows;
+        tags, metadata and assessments cascade."""
         exp = self._uow.experiments.get(experiment_id)  # NOT_FOUND for an unknown experiment
         key = int(exp.experiment_id)
         if max_request_time_ms is not None:
@@ -527,6 +529,7 @@ class TraceMutations:
         if not doomed:
             return 0
         invalidate_traces(self._uow, doomed)
+        self._conn.execute(sa.delete(S).where(S.c.trace_id.in_(doomed)))
         stmt = sa.delete(TR).where(TR.c.trace_id.in_(doomed))
         return int(self._conn.execute(stmt).rowcount)
 

@@ -16,10 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from mlgenai.client import Client, connect
 from mlgenai.v1 import span_pb2
 from store.errors import Aborted
+from store.orm.traces import SpanRow
 from store.uow import Database
 from tests.api.trace_support import OK, TRACE_OK, Traces, recomputed, sid, span, stored_aggregates, tid, usage
 from tests.helpers import count_rows
@@ -205,3 +207,33 @@ def test_concurrent_log_spans_for_the_same_trace(
         assert len(trace.spans) == total and len({s.span_id for s in trace.spans}) == total
         assert stored_aggregates(trace.info) == recomputed(trace.spans), trace_id
         assert trace.info.state == TRACE_OK
+
+
+def test_a_delete_waiting_on_a_span_write_deletes_what_it_wrote(client: Client, database: Database) -> None:
+    """Spans have no foreign key to their trace: DeleteTraces deletes them under the trace
+    rows' locks, which a span write holds until commit, so spans committed while the delete
+    waits are not left behind; another trace's spans stay."""
+    tr = Traces(client)
+    exp = tr.experiment("delete-raced")
+    doomed, kept = tid(71), tid(72)
+    tr.log(exp, span(doomed, sid(1)), span(kept, sid(1)))
+    with database.engine.connect() as conn:
+        tx = conn.begin()
+        lock = "SELECT trace_id FROM traces WHERE trace_id = :t"
+        conn.execute(sa.text(lock + (" FOR NO KEY UPDATE" if conn.dialect.name == "postgresql" else "")), {"t": doomed})
+        columns = [c.name for c in SpanRow.__table__.columns]
+        copied = ", ".join(":s" if c == "span_id" else c for c in columns)
+        insert = f"INSERT INTO spans ({', '.join(columns)}) SELECT {copied} FROM spans WHERE trace_id = :t"
+        conn.execute(sa.text(insert), {"t": doomed, "s": sid(2)})  # a LogSpans's write, not yet committed
+        deleted: list[int] = []
+        deleting = threading.Thread(target=lambda: deleted.append(tr.delete(exp, trace_ids=[doomed])))
+        deleting.start()
+        deleting.join(0.5)
+        assert deleting.is_alive()  # waiting for the trace row's lock
+        tx.commit()
+    deleting.join(30)
+    assert not deleting.is_alive() and deleted == [1]
+    with database.engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT trace_id, count(*) FROM spans GROUP BY trace_id"))
+        assert dict(left.all()) == {kept: 1}
+    assert count_rows(database, "traces", f"trace_id = '{doomed}'") == 0
