@@ -374,6 +374,35 @@ def test_prepared_statements_follow_the_parameter_types(database: Database) -> N
 
 
 @pytest.mark.postgresql_only
+@pytest.mark.parametrize(
+    ("values", "element"),
+    [
+        (["a", None, "ünï", 'q"u,o{t}e\\', " ", ""], sa.Text),
+        ([], sa.Text),
+        ([None], sa.Text),
+        ([1, 2**40, -(2**62), None], sa.BigInteger),
+        ([1, 2], sa.BigInteger),
+        ([1.5, -0.0, 2.0], sa.Float),
+        ([True, None, False], sa.Boolean),
+    ],
+)
+def test_list_parameters_arrive_as_the_same_arrays(database: Database, values: list[Any], element: Any) -> None:
+    """A list parameter travels in binary (store/query/pg_exec.py ``_binary_lists``): the
+    array PostgreSQL receives is the one the list holds, element for element, quotes, braces,
+    NULLs and empty strings included, and an ``= ANY`` over it matches what it should."""
+    param = sa.cast(sa.bindparam("vs"), postgresql.ARRAY(element))
+    stmt = sa.select(
+        param.label("got"),
+        sa.func.cardinality(param).label("n"),
+        sa.bindparam("first", type_=element).op("=")(sa.any_(param)).label("first_in"),
+    )
+    first = values[0] if values else None
+    row = database.read(lambda uow: uow.fetch(stmt, {"vs": values, "first": first})[0])
+    assert (row.got, row.n) == (values, len(values))
+    assert row.first_in is ((None if first is None else True) if values else False)  # nothing is in {}
+
+
+@pytest.mark.postgresql_only
 def test_a_write_transaction_begins_before_its_first_statement(database: Database) -> None:
     """The first statement of a write opens the transaction psycopg would (READ COMMITTED), so
     a failure after it undoes it; a read runs in autocommit."""
