@@ -18,9 +18,11 @@ Per connection (kept on the psycopg connection, which one thread uses at a time)
   connections that roll back (writes) let psycopg prepare nothing (``store/engine.py``);
 * a transaction is begun as psycopg begins one (its ``BEGIN`` with the connection's isolation
   level, read-only and deferrable settings) when the connection is not in autocommit and no
-  transaction is open, but sent with the statement in one round trip (libpq's pipeline mode)
-  instead of awaited before it; commit and rollback stay psycopg's, which follow the server's
-  transaction status.
+  transaction is open; commit and rollback stay psycopg's, which follow the server's
+  transaction status. (Sending BEGIN with the first statement in one round trip, in libpq's
+  pipeline mode, saved ~100 µs of a lone write but cost ~25% more of the worker's CPU per
+  call under the mixed load: psycopg sends a pipeline holding the interpreter lock, where
+  ``exec_prepared`` releases it for its send and wait; measured, not kept.)
 
 Errors are psycopg's exceptions built from the server's result (``UniqueViolation``…), so the
 caller classifies them as it does a cursor's; a connection that broke reports ``closed``.
@@ -138,6 +140,8 @@ def run(
     raised."""
     pgconn = dbapi_conn.pgconn
     state = _state(dbapi_conn)
+    if pgconn.transaction_status == _IDLE and not dbapi_conn.autocommit:
+        _checked(dbapi_conn, pgconn.exec_(_begin_command(dbapi_conn)))
     converted = _convert(raw.sql)
     values = raw.parameters(params)
     tx = state.tx
@@ -150,20 +154,17 @@ def run(
     name = state.prepared.get(key)
     if name is None:
         name = _prepare(dbapi_conn, state, key)
-    result_format = 1 if binary else 0
-    if pgconn.transaction_status == _IDLE and not dbapi_conn.autocommit:
-        results = _begin_and_run(dbapi_conn, name, dumped, tx.formats, result_format, meanwhile)
-    elif meanwhile is None:
-        results = [pgconn.exec_prepared(name, dumped, tx.formats, result_format)]
+    if meanwhile is None:
+        result = _checked(dbapi_conn, pgconn.exec_prepared(name, dumped, tx.formats, 1 if binary else 0))
     else:
-        pgconn.send_query_prepared(name, dumped, tx.formats, result_format)
+        pgconn.send_query_prepared(name, dumped, tx.formats, 1 if binary else 0)
         try:
             meanwhile()
         finally:  # (waits with the GIL released, as exec_prepared does)
-            results = _wait(pgconn)
-    for each in results:  # (one, for one statement; BEGIN's first when it was sent too)
-        _checked(dbapi_conn, each)
-    result = results[-1]
+            results = waiting.wait(generators.fetch_many(pgconn), pgconn.socket)
+        for each in results:  # (one, for one statement)
+            _checked(dbapi_conn, each)
+        result = results[-1]
     if result.status != _TUPLES_OK:
         return [], int(result.command_tuples or 0)
     if raw.row is None:
@@ -180,41 +181,6 @@ def _binary_lists(args: list[Any], formats: tuple[PyFormat, ...]) -> tuple[PyFor
     The value PostgreSQL receives is the same (a ``str`` list goes as ``text[]`` rather than
     ``unknown``, which the statements cast to their element type either way)."""
     return tuple(PyFormat.BINARY if type(a) is _LIST else f for a, f in zip(args, formats, strict=True))
-
-
-def _wait(pgconn: Any) -> list[Any]:
-    """The results of what was sent, up to the end of one statement's (or a pipeline sync)."""
-    results: list[Any] = waiting.wait(generators.fetch_many(pgconn), pgconn.socket)
-    return results
-
-
-def _begin_and_run(
-    dbapi_conn: Any,
-    name: bytes,
-    dumped: Any,
-    formats: Any,
-    result_format: int,
-    meanwhile: Callable[[], object] | None,
-) -> list[Any]:
-    """Begin a transaction and run the prepared statement ``name`` in one round trip (libpq's
-    pipeline mode): BEGIN's result, then the statement's (an error if BEGIN failed).
-
-    The sync ends the pipeline, not the transaction BEGIN opened: an error in the statement
-    leaves it failed, as it would without the pipeline, for the caller to roll back."""
-    pgconn = dbapi_conn.pgconn
-    pgconn.enter_pipeline_mode()
-    pgconn.send_query_params(_begin_command(dbapi_conn), None)
-    pgconn.send_query_prepared(name, dumped, formats, result_format)
-    pgconn.pipeline_sync()  # (sends what is queued)
-    try:
-        if meanwhile is not None:
-            meanwhile()
-    finally:
-        begun = _wait(pgconn)
-        ran = _wait(pgconn)
-        _wait(pgconn)  # the sync's
-        pgconn.exit_pipeline_mode()
-    return begun + ran
 
 
 def _prepare(dbapi_conn: Any, state: _Connection, key: tuple[bytes, tuple[int, ...]]) -> bytes:

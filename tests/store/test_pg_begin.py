@@ -1,8 +1,7 @@
-"""PostgreSQL: the first statement of a write is sent with its ``BEGIN`` in one round trip
-(store/query/pg_exec.py ``run``, libpq's pipeline mode). The transaction it opens is the one
-every later statement runs in, with the connection's settings; it is undone by a rollback; a
-failure of that first statement leaves it failed and the connection in step, out of pipeline
-mode, for its next call."""
+"""PostgreSQL: the first statement of a write begins its transaction (store/query/pg_exec.py
+``run``, psycopg's BEGIN). The transaction it opens is the one every later statement runs in,
+with the connection's settings; it is undone by a rollback; a failure of that first statement
+leaves it failed and the connection in step for its next call."""
 
 from __future__ import annotations
 
@@ -35,15 +34,13 @@ def test_the_first_statement_begins_the_transaction_the_next_ones_run_in(databas
         assert _pgconn(uow).transaction_status == psycopg.pq.TransactionStatus.IDLE
         first = uow.fetch(XID, {})[0].xid
         status = _pgconn(uow).transaction_status
-        pipeline = _pgconn(uow).pipeline_status
         second = uow.fetch(XID, {})[0].xid
         isolation = uow.fetch(sa.select(sa.func.current_setting("transaction_isolation").label("i")), {})[0].i
-        return first, second, status, pipeline, isolation
+        return first, second, status, isolation
 
-    first, second, status, pipeline, isolation = database.write(work)
+    first, second, status, isolation = database.write(work)
     assert first == second  # one transaction (autocommit would assign each statement its own)
     assert status == psycopg.pq.TransactionStatus.INTRANS
-    assert pipeline == psycopg.pq.PipelineStatus.OFF
     assert isolation == "read committed"  # the engine's setting, as psycopg's BEGIN sends it
 
 
@@ -55,7 +52,7 @@ def test_a_write_begun_by_its_first_statement_is_undone_when_the_work_fails(data
     with pytest.raises(RuntimeError, match="after the first statement"):
         database.write(work)
     assert count_rows(database, "experiment_tags", "key = 'undone'") == 0
-    # The pipeline's sync did not commit it either: the next write of this thread stores its own.
+    # The next write of this thread, on the same connection, stores its own.
     assert database.write(lambda uow: [r.key for r in uow.fetch(INSERT_TAG, {"b_key": "kept"})]) == ["kept"]
     assert count_rows(database, "experiment_tags", "key = 'kept'") == 1
 
@@ -65,8 +62,8 @@ def test_a_failing_first_statement_raises_and_leaves_the_connection_in_step(data
         try:
             return uow.fetch(FAILING, {"b_zero": 0})
         finally:
-            state = (_pgconn(uow).transaction_status, _pgconn(uow).pipeline_status)
-            assert state == (psycopg.pq.TransactionStatus.INERROR, psycopg.pq.PipelineStatus.OFF), state
+            state = _pgconn(uow).transaction_status
+            assert state == psycopg.pq.TransactionStatus.INERROR, state
 
     for _ in range(2):
         with pytest.raises(sa.exc.DataError, match="division by zero"):

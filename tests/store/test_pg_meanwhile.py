@@ -1,7 +1,7 @@
 """PostgreSQL: a statement run with ``meanwhile`` (store/query/pg_exec.py ``run``) is sent,
 ``meanwhile`` runs once while PostgreSQL executes it, then its result is read — also when
 either side fails, so the thread's connection stays in step for its next statement. Each test
-runs the statement first in its transaction (sent with BEGIN in one pipeline) and after another."""
+runs the statement first in its transaction (after its BEGIN) and after another."""
 
 from __future__ import annotations
 
