@@ -45,6 +45,7 @@ _STATE = "_mlgenai_exec"
 _PLACEHOLDER = re.compile(r"%%|%\((\w+)\)([sbt])")
 _FORMATS = {"s": PyFormat.AUTO, "b": PyFormat.BINARY, "t": PyFormat.TEXT}
 _IDLE = pq.TransactionStatus.IDLE
+_INTRANS = pq.TransactionStatus.INTRANS
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _OK = frozenset((pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK))
 _LIST = list
@@ -181,6 +182,16 @@ def _binary_lists(args: list[Any], formats: tuple[PyFormat, ...]) -> tuple[PyFor
     The value PostgreSQL receives is the same (a ``str`` list goes as ``text[]`` rather than
     ``unknown``, which the statements cast to their element type either way)."""
     return tuple(PyFormat.BINARY if type(a) is _LIST else f for a, f in zip(args, formats, strict=True))
+
+
+def commit(dbapi_conn: Any) -> None:
+    """Commit the connection's open transaction, if one is open and has not failed, with
+    libpq's ``exec_``, which releases the interpreter lock for its send and its wait. psycopg's
+    own commit sends holding the lock (its waits release it); its commit after this one finds
+    no transaction open and sends nothing. A COMMIT that fails ends the transaction as well."""
+    pgconn = dbapi_conn.pgconn
+    if pgconn.transaction_status == _INTRANS:
+        _checked(dbapi_conn, pgconn.exec_(b"COMMIT"))
 
 
 def _prepare(dbapi_conn: Any, state: _Connection, key: tuple[bytes, tuple[int, ...]]) -> bytes:

@@ -1,7 +1,8 @@
-"""PostgreSQL: the first statement of a write begins its transaction (store/query/pg_exec.py
-``run``, psycopg's BEGIN). The transaction it opens is the one every later statement runs in,
-with the connection's settings; it is undone by a rollback; a failure of that first statement
-leaves it failed and the connection in step for its next call."""
+"""PostgreSQL: a write's transaction (store/query/pg_exec.py). Its first statement begins it
+(psycopg's BEGIN): every later statement runs in it, with the connection's settings; a rollback
+undoes it; a failure of that first statement leaves it failed and the connection in step for
+its next call. It is committed on libpq directly (``pg_exec.commit``): a COMMIT that fails
+raises as psycopg's own commit did, stores nothing and leaves the connection usable."""
 
 from __future__ import annotations
 
@@ -70,3 +71,35 @@ def test_a_failing_first_statement_raises_and_leaves_the_connection_in_step(data
             database.write(work)
         got = database.write(lambda uow: (uow.fetch(FAILING, {"b_zero": 1})[0].n, uow.fetch(XID, {})[0].xid))
         assert got[0] == 1
+
+
+def test_a_failing_commit_raises_stores_nothing_and_leaves_the_connection_usable(database: Database) -> None:
+    """A deferred unique constraint is checked at COMMIT: the commit fails, the transaction's
+    other write is gone with it, and the thread's next write commits."""
+
+    def work(uow: UnitOfWork) -> None:
+        uow.conn.exec_driver_sql(
+            "CREATE TEMP TABLE deferred (x int UNIQUE DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP"
+        )
+        uow.conn.exec_driver_sql("INSERT INTO deferred VALUES (1), (1)")  # fine until COMMIT
+        assert [r.key for r in uow.fetch(INSERT_TAG, {"b_key": "with-the-failed-commit"})] == ["with-the-failed-commit"]
+
+    with pytest.raises(sa.exc.IntegrityError) as failed:
+        database.write(work)
+    assert getattr(failed.value.orig, "sqlstate", None) == "23505"
+    assert count_rows(database, "experiment_tags", "key = 'with-the-failed-commit'") == 0
+    assert database.write(lambda uow: [r.key for r in uow.fetch(INSERT_TAG, {"b_key": "after"})]) == ["after"]
+    assert count_rows(database, "experiment_tags", "key = 'after'") == 1
+
+
+def test_a_committed_write_leaves_no_transaction_open(database: Database) -> None:
+    """After the commit on libpq, psycopg's own finds none open and sends nothing: the
+    connection is idle, and the write is visible to another connection."""
+
+    def work(uow: UnitOfWork) -> Any:
+        uow.fetch(INSERT_TAG, {"b_key": "committed"})
+        return uow
+
+    uow = database.write(work)
+    assert _pgconn(uow).transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert count_rows(database, "experiment_tags", "key = 'committed'") == 1
