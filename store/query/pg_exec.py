@@ -58,6 +58,7 @@ class _Converted:
     sql: bytes
     names: tuple[str, ...]
     formats: tuple[PyFormat, ...]
+    auto: bool  # some parameter's format is psycopg's choice (``%(name)s``)
 
 
 _CONVERTED: dict[str, _Converted] = {}
@@ -79,7 +80,8 @@ def _convert(sql: str) -> _Converted:
             formats.append(_FORMATS[m.group(2)])
         return f"${names.index(name) + 1}"
 
-    converted = _Converted(_PLACEHOLDER.sub(placeholder, sql).encode(), tuple(names), tuple(formats))
+    sql_bytes = _PLACEHOLDER.sub(placeholder, sql).encode()
+    converted = _Converted(sql_bytes, tuple(names), tuple(formats), PyFormat.AUTO in formats)
     _CONVERTED[sql] = converted
     return converted
 
@@ -148,7 +150,7 @@ def run(
     tx = state.tx
     args = [values[name] for name in converted.names]
     formats = converted.formats
-    if _LIST in map(type, args):  # lists travel in binary (``_binary_lists``)
+    if converted.auto and _LIST in map(type, args):  # lists travel in binary (``_binary_lists``)
         formats = _binary_lists(args, formats)
     dumped = tx.dump_sequence(args, formats)
     key = (converted.sql, tx.types)
