@@ -18,11 +18,13 @@ Per connection (kept on the psycopg connection, which one thread uses at a time)
   connections that roll back (writes) let psycopg prepare nothing (``store/engine.py``);
 * a transaction is begun as psycopg begins one (its ``BEGIN`` with the connection's isolation
   level, read-only and deferrable settings) when the connection is not in autocommit and no
-  transaction is open; commit and rollback stay psycopg's, which follow the server's
-  transaction status. (Sending BEGIN with the first statement in one round trip, in libpq's
-  pipeline mode, saved ~100 µs of a lone write but cost ~25% more of the worker's CPU per
-  call under the mixed load: psycopg sends a pipeline holding the interpreter lock, where
-  ``exec_prepared`` releases it for its send and wait; measured, not kept.)
+  transaction is open; a write commits with ``commit`` (libpq's ``exec_``, which releases the
+  interpreter lock), rollback stays psycopg's; psycopg follows the server's transaction
+  status, so its own commit after ours sends nothing. (Sending BEGIN with the first
+  statement in one round trip, in libpq's pipeline mode, saved ~100 µs of a lone write but
+  cost ~25% more of the worker's CPU per call under the mixed load: psycopg sends a pipeline
+  holding the interpreter lock, where ``exec_prepared`` releases it for its send and wait;
+  measured, not kept.)
 
 Errors are psycopg's exceptions built from the server's result (``UniqueViolation``…), so the
 caller classifies them as it does a cursor's; a connection that broke reports ``closed``.
