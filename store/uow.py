@@ -161,15 +161,6 @@ class UnitOfWork:
                 sql, None, err, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
             ) from err
 
-    def commit(self) -> None:
-        """PostgreSQL: commit the open transaction on libpq directly (``pg_exec.commit``); the
-        transaction's own commit that follows then finds none open. SQLite: nothing here."""
-        if self.dialect != "postgresql":
-            return
-        dbapi_conn = self.conn.connection.dbapi_connection
-        with self._driver_errors("COMMIT", dbapi_conn):
-            pg_exec.commit(dbapi_conn)
-
     def insert(self, target: sa.Table) -> postgresql.Insert | sqlite.Insert:
         """A dialect INSERT (with ``on_conflict_do_*``) for this connection's backend."""
         if self.dialect == "postgresql":
@@ -406,10 +397,7 @@ class Database:
             return self._write_pooled(fn)
         try:
             with database_errors(), conn.begin():
-                uow = UnitOfWork(self, conn)
-                result = fn(uow)
-                uow.commit()
-                return result
+                return fn(UnitOfWork(self, conn))
         except (Unavailable, sa.exc.SQLAlchemyError):
             self._drop_connection(_WRITE, conn)  # the connection may be broken: start afresh
             raise
@@ -422,10 +410,7 @@ class Database:
         with database_errors(), self.engine.connect() as plain:
             conn = plain.execution_options(sqlite_begin="IMMEDIATE") if self.dialect == "sqlite" else plain
             with conn.begin():
-                uow = UnitOfWork(self, conn)
-                result = fn(uow)
-                uow.commit()
-                return result
+                return fn(UnitOfWork(self, conn))
 
     @property
     def page_tokens(self) -> PageTokenCodec:

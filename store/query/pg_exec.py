@@ -18,13 +18,13 @@ Per connection (kept on the psycopg connection, which one thread uses at a time)
   connections that roll back (writes) let psycopg prepare nothing (``store/engine.py``);
 * a transaction is begun as psycopg begins one (its ``BEGIN`` with the connection's isolation
   level, read-only and deferrable settings) when the connection is not in autocommit and no
-  transaction is open; a write commits with ``commit`` (libpq's ``exec_``, which releases the
-  interpreter lock), rollback stays psycopg's; psycopg follows the server's transaction
-  status, so its own commit after ours sends nothing. (Sending BEGIN with the first
-  statement in one round trip, in libpq's pipeline mode, saved ~100 µs of a lone write but
-  cost ~25% more of the worker's CPU per call under the mixed load: psycopg sends a pipeline
-  holding the interpreter lock, where ``exec_prepared`` releases it for its send and wait;
-  measured, not kept.)
+  transaction is open; commit and rollback stay psycopg's, which follow the server's
+  transaction status. Measured and not kept: sending BEGIN with the first statement in one
+  round trip (libpq's pipeline mode) saved ~100 µs of a lone write but cost ~25% more of the
+  worker's CPU per call under the mixed load (psycopg sends a pipeline holding the
+  interpreter lock, where ``exec_prepared`` releases it for its send and wait); committing
+  with libpq's ``exec_`` instead of psycopg's commit gained in a loop of bare writes but lost
+  ~7% in CreateAssessment at 16 callers (median of 10 alternated runs).
 
 Errors are psycopg's exceptions built from the server's result (``UniqueViolation``…), so the
 caller classifies them as it does a cursor's; a connection that broke reports ``closed``.
@@ -47,7 +47,6 @@ _STATE = "_mlgenai_exec"
 _PLACEHOLDER = re.compile(r"%%|%\((\w+)\)([sbt])")
 _FORMATS = {"s": PyFormat.AUTO, "b": PyFormat.BINARY, "t": PyFormat.TEXT}
 _IDLE = pq.TransactionStatus.IDLE
-_INTRANS = pq.TransactionStatus.INTRANS
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _OK = frozenset((pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK))
 _LIST = list
@@ -186,16 +185,6 @@ def _binary_lists(args: list[Any], formats: tuple[PyFormat, ...]) -> tuple[PyFor
     The value PostgreSQL receives is the same (a ``str`` list goes as ``text[]`` rather than
     ``unknown``, which the statements cast to their element type either way)."""
     return tuple(PyFormat.BINARY if type(a) is _LIST else f for a, f in zip(args, formats, strict=True))
-
-
-def commit(dbapi_conn: Any) -> None:
-    """Commit the connection's open transaction, if one is open and has not failed, with
-    libpq's ``exec_``, which releases the interpreter lock for its send and its wait. psycopg's
-    own commit sends holding the lock (its waits release it); its commit after this one finds
-    no transaction open and sends nothing. A COMMIT that fails ends the transaction as well."""
-    pgconn = dbapi_conn.pgconn
-    if pgconn.transaction_status == _INTRANS:
-        _checked(dbapi_conn, pgconn.exec_(b"COMMIT"))
 
 
 def _prepare(dbapi_conn: Any, state: _Connection, key: tuple[bytes, tuple[int, ...]]) -> bytes:

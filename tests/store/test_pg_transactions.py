@@ -1,8 +1,7 @@
 """PostgreSQL: a write's transaction (store/query/pg_exec.py). Its first statement begins it
 (psycopg's BEGIN): every later statement runs in it, with the connection's settings; a rollback
 undoes it; a failure of that first statement leaves it failed and the connection in step for
-its next call. It is committed on libpq directly (``pg_exec.commit``): a COMMIT that fails
-raises as psycopg's own commit did, stores nothing and leaves the connection usable."""
+its next call. A COMMIT that fails raises, stores nothing and leaves the connection usable."""
 
 from __future__ import annotations
 
@@ -93,8 +92,8 @@ def test_a_failing_commit_raises_stores_nothing_and_leaves_the_connection_usable
 
 
 def test_a_committed_write_leaves_no_transaction_open(database: Database) -> None:
-    """After the commit on libpq, psycopg's own finds none open and sends nothing: the
-    connection is idle, and the write is visible to another connection."""
+    """After the commit the connection is idle, and the write is visible to another
+    connection."""
 
     def work(uow: UnitOfWork) -> Any:
         uow.fetch(INSERT_TAG, {"b_key": "committed"})
