@@ -1,7 +1,9 @@
 """PostgreSQL: a write's transaction (store/query/pg_exec.py). Its first statement begins it
-(psycopg's BEGIN): every later statement runs in it, with the connection's settings; a rollback
-undoes it; a failure of that first statement leaves it failed and the connection in step for
-its next call. A COMMIT that fails raises, stores nothing and leaves the connection usable."""
+(psycopg's BEGIN): every later statement runs in it, with the connection's settings (that a
+rollback undoes it is ``test_a_write_transaction_begins_before_its_first_statement`` in
+test_experiment_repository.py); a failure of that first statement leaves it failed and the
+connection in step for its next call. A COMMIT that fails raises, stores nothing and leaves the
+connection usable."""
 
 from __future__ import annotations
 
@@ -42,19 +44,6 @@ def test_the_first_statement_begins_the_transaction_the_next_ones_run_in(databas
     assert first == second  # one transaction (autocommit would assign each statement its own)
     assert status == psycopg.pq.TransactionStatus.INTRANS
     assert isolation == "read committed"  # the engine's setting, as psycopg's BEGIN sends it
-
-
-def test_a_write_begun_by_its_first_statement_is_undone_when_the_work_fails(database: Database) -> None:
-    def work(uow: UnitOfWork) -> None:
-        assert [r.key for r in uow.fetch(INSERT_TAG, {"b_key": "undone"})] == ["undone"]
-        raise RuntimeError("after the first statement")
-
-    with pytest.raises(RuntimeError, match="after the first statement"):
-        database.write(work)
-    assert count_rows(database, "experiment_tags", "key = 'undone'") == 0
-    # The next write of this thread, on the same connection, stores its own.
-    assert database.write(lambda uow: [r.key for r in uow.fetch(INSERT_TAG, {"b_key": "kept"})]) == ["kept"]
-    assert count_rows(database, "experiment_tags", "key = 'kept'") == 1
 
 
 def test_a_failing_first_statement_raises_and_leaves_the_connection_in_step(database: Database) -> None:
