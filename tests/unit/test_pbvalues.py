@@ -1,0 +1,240 @@
+"""The C reader of protobuf Structs and Values (server/_pbvalues.c) against the Python walk it
+replaces (server/convert/values.py): the same values, the same errors, on generated messages
+and on hand-made wire bytes a serializer would not write (repeated keys, unknown fields,
+truncation)."""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import pytest
+from google.protobuf import struct_pb2
+from hypothesis import given, settings, strategies as st
+
+from mlgenai.v1 import span_pb2
+from server.convert import values
+from server.convert.values import Fields, HasNul, NotFinite, plain_struct, plain_value, struct_of, value_of
+
+c: Any = values._pbvalues  # the tests of wire bytes call it directly
+
+NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**60), 2**60).map(float),
+    st.sampled_from([0.0, -0.0, 2.0**53, -(2.0**53), 2.0**53 + 2, 1e300, 5e-324, 0.1]),
+)
+TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=8)  # NUL, astral planes included
+SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(TEXT, inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+def to_value(x: Any) -> struct_pb2.Value:
+    v = struct_pb2.Value()
+    if x is None:
+        v.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(x, bool):
+        v.bool_value = x
+    elif isinstance(x, float):
+        v.number_value = x
+    elif isinstance(x, str):
+        v.string_value = x
+    elif isinstance(x, list):
+        v.list_value.SetInParent()
+        for item in x:
+            v.list_value.values.add().CopyFrom(to_value(item))
+    else:
+        v.struct_value.SetInParent()
+        for key, item in x.items():
+            v.struct_value.fields[key].CopyFrom(to_value(item))
+    return v
+
+
+def outcome(fn: Any, *args: Any, **kwargs: Any) -> tuple[str, Any]:
+    """What ``fn`` gives: its value, or its error's class and message."""
+    try:
+        return "value", fn(*args, **kwargs)
+    except ValueError as exc:
+        return type(exc).__name__, str(exc)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with the types too (1 is not 1.0 is not True), -0.0 is not 0.0 and NaN is NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    return bool(a == b)
+
+
+def agree(walk: tuple[str, Any], fast: tuple[str, Any]) -> None:
+    """The same value, or both refused. Where a message has several problems, which one is
+    reported depends on the order keys are read in: the walk goes by protobuf's map, the module
+    by the wire (the sender's order), so only a lone problem is sure to get the same words."""
+    assert (walk[0] == "value") == (fast[0] == "value"), (walk, fast)
+    if walk[0] == "value":
+        assert same(walk[1], fast[1])
+
+
+def test_the_c_module_is_built():
+    # A machine without a C compiler installs the package without the module (and the server
+    # uses the walk); the tests below call the module, so they need it.
+    assert values.native(), "server._pbvalues is not built: install gcc and the Python headers, then make install"
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON, st.booleans())
+def test_values_read_the_same_as_the_walk(x: Any, reject_nul: bool):
+    v = to_value(x)
+    walk, fast = outcome(plain_value, v, reject_nul), outcome(value_of, v, reject_nul)
+    agree(walk, fast)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(TEXT, JSON, max_size=6), st.booleans())
+def test_structs_read_the_same_as_the_walk(x: dict[str, Any], reject_nul: bool):
+    s = to_value(x).struct_value
+    walk, fast = outcome(plain_struct, s, reject_nul), outcome(struct_of, s, reject_nul)
+    agree(walk, fast)
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        (1.0, 1),
+        (-0.0, 0),
+        (2.0**53, 2**53),
+        (-(2.0**53), -(2**53)),
+        (2.0**53 + 2, 2.0**53 + 2),  # beyond exact integers: stays a float
+        (0.1, 0.1),
+        (5e-324, 5e-324),
+        (1e300, 1e300),
+    ],
+)
+def test_numbers_are_ints_when_integral_and_exact(number: float, expected: Any):
+    got = value_of(struct_pb2.Value(number_value=number))
+    assert same(got, expected)
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_numbers_without_a_json_form_are_refused(number: float):
+    with pytest.raises(NotFinite, match="numbers must be finite"):
+        value_of(struct_pb2.Value(list_value=struct_pb2.ListValue(values=[struct_pb2.Value(number_value=number)])))
+
+
+def test_nul_is_refused_in_keys_and_in_strings_only_when_asked():
+    in_key = to_value({"a\x00b": "x"}).struct_value
+    in_text = to_value({"a": ["x\x00"]}).struct_value
+    assert struct_of(in_key) == {"a\x00b": "x"}
+    assert struct_of(in_text) == {"a": ["x\x00"]}
+    with pytest.raises(HasNul, match=r"^keys must not contain the NUL character$"):
+        struct_of(in_key, reject_nul=True)
+    with pytest.raises(HasNul, match=r"^must not contain the NUL character$"):
+        struct_of(in_text, reject_nul=True)
+    with pytest.raises(HasNul, match=r"^must not contain the NUL character$"):  # the value's, as the walk
+        struct_of(to_value({"k\x00": "v\x00"}).struct_value, reject_nul=True)
+
+
+def test_deep_nesting_reads_like_the_walk():
+    x: Any = "leaf"
+    for i in range(30):
+        x = {f"k{i}": [x]}
+    s = to_value(x).struct_value
+    assert same(struct_of(s), plain_struct(s))
+
+
+# -- wire bytes a serializer does not write --------------------------------------------------
+
+
+def key(field: int, wire_type: int) -> bytes:
+    return bytes([field << 3 | wire_type])
+
+
+def length(field: int, payload: bytes) -> bytes:
+    assert len(payload) < 128
+    return key(field, 2) + bytes([len(payload)]) + payload
+
+
+def entry(k: str, v: bytes | None) -> bytes:
+    body = length(1, k.encode()) + (length(2, v) if v is not None else b"")
+    return length(1, body)  # Struct.fields
+
+
+NUMBER_1 = key(2, 1) + struct.pack("<d", 1.0)
+TEXT_A = length(3, b"a")
+
+
+def test_a_repeated_key_keeps_the_last_value_and_a_missing_value_is_null():
+    data = entry("k", TEXT_A) + entry("k", NUMBER_1) + entry("none", None) + entry("empty", b"")
+    assert c.struct(data) == {"k": 1, "none": None, "empty": None}
+    assert plain_struct(struct_pb2.Struct.FromString(data)) == {"k": 1, "none": None, "empty": None}
+
+
+def test_the_last_kind_of_a_value_wins_and_unknown_fields_are_skipped():
+    unknown = key(9, 0) + b"\x96\x01" + key(10, 1) + b"\0" * 8 + length(11, b"zz") + key(12, 5) + b"\0" * 4
+    data = TEXT_A + unknown + NUMBER_1
+    assert same(c.value(data), 1)
+    assert same(plain_value(struct_pb2.Value.FromString(data)), 1)
+    assert c.struct(unknown + entry("a", TEXT_A)) == {"a": "a"}
+    assert c.value(b"") is None and c.struct(b"") == {}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x0a",  # a length missing
+        b"\x0a\x05ab",  # a length beyond the end
+        key(2, 1) + b"\0\0\0",  # a double cut short
+        b"\x08\x80\x80",  # a varint cut short
+        b"\x08" + b"\xff" * 10 + b"\x01",  # a varint longer than 64 bits
+        key(7, 3),  # a group
+        length(3, b"\xff\xfe"),  # a string that is not UTF-8
+    ],
+)
+def test_malformed_bytes_are_a_value_error(data: bytes):
+    with pytest.raises(ValueError):
+        c.value(data)
+
+
+def test_nesting_beyond_the_limit_is_refused_not_a_crash():
+    deep = b""  # a Value
+    for _ in range(250):  # lists of lists, beyond any parser's limit
+        items = key(1, 2) + _varint(len(deep)) + deep  # ListValue.values
+        deep = key(6, 2) + _varint(len(items)) + items  # Value.list_value
+    with pytest.raises(ValueError, match="nested too deeply"):
+        c.value(deep)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+# -- a message's fields at once --------------------------------------------------------------
+
+SPAN_VALUES = Fields(span_pb2.Span.DESCRIPTOR, "inputs", "outputs", "attributes")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_fields_of_a_span_with_and_without_the_c_module(monkeypatch: pytest.MonkeyPatch, native: bool):
+    if not native:
+        monkeypatch.setattr(values, "_pbvalues", None)
+    full = span_pb2.Span(name="s", inputs=to_value({"q": "hi"}), attributes=to_value({"n": 2.0}).struct_value)
+    assert SPAN_VALUES.of(full, full.SerializeToString()) == ({"q": "hi"}, None, {"n": 2})
+    empty = span_pb2.Span(name="s")
+    assert SPAN_VALUES.of(empty, empty.SerializeToString()) == (None, None, {})
+    bad = span_pb2.Span(outputs=struct_pb2.Value(number_value=math.nan))
+    with pytest.raises(NotFinite):
+        SPAN_VALUES.of(bad, bad.SerializeToString())
