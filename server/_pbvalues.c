@@ -344,6 +344,342 @@ done:
     return out;
 }
 
+/* -- OTLP KeyValue lists -> dict ------------------------------------------------------------
+ *
+ * opentelemetry.proto.common.v1: KeyValue {key = 1; AnyValue value = 2}, AnyValue {string 1,
+ * bool 2, int64 3, double 4, ArrayValue 5 {repeated AnyValue values = 1}, KeyValueList 6
+ * {repeated KeyValue values = 1}, bytes 7, string_value_strindex 8}. As server/otlp.py's
+ * any_value: integers beyond +-2**53 become their decimal text, NaN and infinities "NaN",
+ * "Infinity", "-Infinity", bytes their base64 text; no value (or a string index) is None. */
+
+static PyObject *b64encode; /* base64.b64encode, imported at module init */
+
+static int parse_key_value_into(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *dict);
+
+static PyObject *parse_any(Reader *outer, const uint8_t *s, Py_ssize_t n) {
+    Reader r;
+    if (nested(outer, &r, s, n) < 0) return NULL;
+    PyObject *result = Py_NewRef(Py_None);
+    while (r.p < r.end) {
+        uint64_t tag, v;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        PyObject *next = NULL;
+        if (read_varint(&r, &tag) < 0) goto fail;
+        int field = (int)(tag >> 3), wt = (int)(tag & 7);
+        if (field == 1 && wt == WT_LEN) {
+            if (read_len(&r, &sub, &len) < 0) goto fail;
+            next = text(&r, sub, len, 0);
+        } else if (field == 2 && wt == WT_VARINT) {
+            if (read_varint(&r, &v) < 0) goto fail;
+            next = PyBool_FromLong(v != 0);
+        } else if (field == 3 && wt == WT_VARINT) {
+            if (read_varint(&r, &v) < 0) goto fail;
+            int64_t i = (int64_t)v;
+            next = (i >= -9007199254740992LL && i <= 9007199254740992LL) ? PyLong_FromLongLong(i)
+                                                                          : PyUnicode_FromFormat("%lld", (long long)i);
+        } else if (field == 4 && wt == WT_I64) {
+            double d;
+            uint64_t bits = 0;
+            if (r.end - r.p < 8) {
+                malformed();
+                goto fail;
+            }
+            for (int i = 7; i >= 0; i--) bits = (bits << 8) | r.p[i];
+            memcpy(&d, &bits, sizeof d);
+            r.p += 8;
+            if (isfinite(d)) next = PyFloat_FromDouble(d);
+            else next = PyUnicode_FromString(isnan(d) ? "NaN" : (d > 0 ? "Infinity" : "-Infinity"));
+        } else if (field == 5 && wt == WT_LEN) { /* ArrayValue */
+            Reader a;
+            if (read_len(&r, &sub, &len) < 0 || nested(&r, &a, sub, len) < 0) goto fail;
+            next = PyList_New(0);
+            while (next != NULL && a.p < a.end) {
+                uint64_t t;
+                const uint8_t *item_s;
+                Py_ssize_t item_n;
+                if (read_varint(&a, &t) < 0) goto drop;
+                if (t != ((1 << 3) | WT_LEN)) {
+                    if (skip(&a, (int)(t & 7)) < 0) goto drop;
+                    continue;
+                }
+                if (read_len(&a, &item_s, &item_n) < 0) goto drop;
+                PyObject *item = parse_any(&a, item_s, item_n);
+                if (item == NULL) goto drop;
+                int rc = PyList_Append(next, item);
+                Py_DECREF(item);
+                if (rc < 0) goto drop;
+                continue;
+            drop:
+                Py_CLEAR(next);
+            }
+        } else if (field == 6 && wt == WT_LEN) { /* KeyValueList */
+            Reader kv;
+            if (read_len(&r, &sub, &len) < 0 || nested(&r, &kv, sub, len) < 0) goto fail;
+            next = PyDict_New();
+            while (next != NULL && kv.p < kv.end) {
+                uint64_t t;
+                const uint8_t *item_s;
+                Py_ssize_t item_n;
+                if (read_varint(&kv, &t) < 0) goto drop_kv;
+                if (t != ((1 << 3) | WT_LEN)) {
+                    if (skip(&kv, (int)(t & 7)) < 0) goto drop_kv;
+                    continue;
+                }
+                if (read_len(&kv, &item_s, &item_n) < 0 || parse_key_value_into(&kv, item_s, item_n, next) < 0)
+                    goto drop_kv;
+                continue;
+            drop_kv:
+                Py_CLEAR(next);
+            }
+        } else if (field == 7 && wt == WT_LEN) {
+            if (read_len(&r, &sub, &len) < 0) goto fail;
+            PyObject *raw = PyBytes_FromStringAndSize((const char *)sub, len);
+            if (raw == NULL) goto fail;
+            PyObject *encoded = PyObject_CallOneArg(b64encode, raw);
+            Py_DECREF(raw);
+            if (encoded == NULL) goto fail;
+            next = PyUnicode_FromEncodedObject(encoded, "ascii", "strict");
+            Py_DECREF(encoded);
+        } else if (field == 8 && wt == WT_VARINT) {
+            if (read_varint(&r, &v) < 0) goto fail;
+            next = Py_NewRef(Py_None);
+        } else {
+            if (skip(&r, wt) < 0) goto fail;
+            continue;
+        }
+        if (next == NULL) goto fail;
+        Py_SETREF(result, next); /* a oneof: the last member read wins */
+    }
+    return result;
+fail:
+    Py_DECREF(result);
+    return NULL;
+}
+
+static int parse_key_value_into(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *dict) {
+    Reader r;
+    if (nested(outer, &r, s, n) < 0) return -1;
+    const uint8_t *key_s = (const uint8_t *)"", *value_s = NULL;
+    Py_ssize_t key_n = 0, value_n = 0;
+    while (r.p < r.end) {
+        uint64_t tag;
+        if (read_varint(&r, &tag) < 0) return -1;
+        if (tag == ((1 << 3) | WT_LEN)) {
+            if (read_len(&r, &key_s, &key_n) < 0) return -1;
+        } else if (tag == ((2 << 3) | WT_LEN)) {
+            if (read_len(&r, &value_s, &value_n) < 0) return -1;
+        } else if (skip(&r, (int)(tag & 7)) < 0) {
+            return -1;
+        }
+    }
+    PyObject *key = text(&r, key_s, key_n, 1);
+    if (key == NULL) return -1;
+    PyObject *value = value_s == NULL ? Py_NewRef(Py_None) : parse_any(&r, value_s, value_n);
+    if (value == NULL) {
+        Py_DECREF(key);
+        return -1;
+    }
+    int rc = PyDict_SetItem(dict, key, value); /* a repeated key: the last one wins */
+    Py_DECREF(key);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* key_values(data, number): the repeated KeyValue field ``number`` of a serialized message as a dict. */
+static PyObject *py_key_values(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    int number;
+    if (!PyArg_ParseTuple(args, "y*i", &buf, &number)) return NULL;
+    Reader r;
+    top_reader(&r, &buf, 0);
+    PyObject *dict = PyDict_New();
+    while (dict != NULL && r.p < r.end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) goto fail;
+        if (tag != (((uint64_t)number << 3) | WT_LEN)) {
+            if (skip(&r, (int)(tag & 7)) < 0) goto fail;
+            continue;
+        }
+        if (read_len(&r, &sub, &len) < 0 || parse_key_value_into(&r, sub, len, dict) < 0) goto fail;
+    }
+    PyBuffer_Release(&buf);
+    return dict;
+fail:
+    Py_XDECREF(dict);
+    PyBuffer_Release(&buf);
+    return NULL;
+}
+
+/* -- plain values -> Struct / Value wire bytes -------------------------------------------------
+ *
+ * As server/convert/values.py's set_struct and set_value fill a message: str a string_value,
+ * int and float a number_value (an int too large for a double raises OverflowError), bool a
+ * bool_value, None a null_value, dict a struct_value (str keys), list a list_value;
+ * anything else raises TypeError. The bytes are meant for MergeFromString. */
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_reserve(Buf *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra) cap *= 2;
+    char *data = PyMem_Realloc(b->data, (size_t)cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int put(Buf *b, const void *bytes, Py_ssize_t n) {
+    if (buf_reserve(b, n) < 0) return -1;
+    memcpy(b->data + b->len, bytes, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static int put_varint(Buf *b, uint64_t v) {
+    uint8_t tmp[10];
+    int n = 0;
+    do {
+        tmp[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v) tmp[n] |= 0x80;
+        n++;
+    } while (v);
+    return put(b, tmp, n);
+}
+
+static int encode_value(Buf *b, PyObject *obj, int depth);
+
+/* A length-delimited field whose payload ``fill`` writes: reserved room for the length,
+ * then moved into place once the payload's size is known. */
+#define LEN_ROOM 5
+
+static int begin_len(Buf *b, int field, Py_ssize_t *at) {
+    if (put_varint(b, ((uint64_t)field << 3) | WT_LEN) < 0 || buf_reserve(b, LEN_ROOM) < 0) return -1;
+    *at = b->len;
+    b->len += LEN_ROOM;
+    return 0;
+}
+
+static int end_len(Buf *b, Py_ssize_t at) {
+    Py_ssize_t size = b->len - at - LEN_ROOM;
+    uint8_t tmp[10];
+    int n = 0;
+    uint64_t v = (uint64_t)size;
+    do {
+        tmp[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v) tmp[n] |= 0x80;
+        n++;
+    } while (v);
+    if (n > LEN_ROOM) {
+        PyErr_SetString(PyExc_ValueError, "a value too large to encode");
+        return -1;
+    }
+    memmove(b->data + at + n, b->data + at + LEN_ROOM, (size_t)size);
+    memcpy(b->data + at, tmp, (size_t)n);
+    b->len -= LEN_ROOM - n;
+    return 0;
+}
+
+static int put_text(Buf *b, int field, PyObject *str) {
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(str, &n);
+    if (utf8 == NULL) return -1;
+    if (put_varint(b, ((uint64_t)field << 3) | WT_LEN) < 0 || put_varint(b, (uint64_t)n) < 0) return -1;
+    return put(b, utf8, n);
+}
+
+static int encode_struct_fields(Buf *b, PyObject *dict, int depth) {
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(dict, &pos, &key, &value)) {
+        Py_ssize_t entry, inner;
+        if (!PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "object keys must be strings");
+            return -1;
+        }
+        if (begin_len(b, 1, &entry) < 0 || put_text(b, 1, key) < 0 || begin_len(b, 2, &inner) < 0 ||
+            encode_value(b, value, depth + 1) < 0 || end_len(b, inner) < 0 || end_len(b, entry) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int encode_value(Buf *b, PyObject *obj, int depth) {
+    if (depth > MAX_DEPTH) {
+        PyErr_SetString(PyExc_ValueError, "nested too deeply");
+        return -1;
+    }
+    if (PyUnicode_CheckExact(obj)) return put_text(b, 3, obj);
+    if (obj == Py_None) return put(b, "\x08\x00", 2);
+    if (PyBool_Check(obj)) return put(b, obj == Py_True ? "\x20\x01" : "\x20\x00", 2);
+    if (PyLong_Check(obj) || PyFloat_Check(obj)) {
+        double d = PyFloat_Check(obj) ? PyFloat_AS_DOUBLE(obj) : PyLong_AsDouble(obj);
+        if (d == -1.0 && PyErr_Occurred()) return -1;
+        uint64_t bits;
+        uint8_t le[9];
+        memcpy(&bits, &d, sizeof bits);
+        le[0] = (2 << 3) | WT_I64;
+        for (int i = 0; i < 8; i++) le[1 + i] = (uint8_t)(bits >> (8 * i));
+        return put(b, le, 9);
+    }
+    if (PyDict_Check(obj)) {
+        Py_ssize_t at;
+        if (begin_len(b, 5, &at) < 0 || encode_struct_fields(b, obj, depth) < 0) return -1;
+        return end_len(b, at);
+    }
+    if (PyList_Check(obj)) {
+        Py_ssize_t at;
+        if (begin_len(b, 6, &at) < 0) return -1;
+        PyObject *seq = PySequence_Fast(obj, "a list");
+        if (seq == NULL) return -1;
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+            Py_ssize_t item;
+            if (begin_len(b, 1, &item) < 0 || encode_value(b, PySequence_Fast_GET_ITEM(seq, i), depth + 1) < 0 ||
+                end_len(b, item) < 0) {
+                Py_DECREF(seq);
+                return -1;
+            }
+        }
+        Py_DECREF(seq);
+        return end_len(b, at);
+    }
+    if (PyUnicode_Check(obj)) return put_text(b, 3, obj); /* a str subclass */
+    PyErr_Format(PyExc_TypeError, "%.100s is not a JSON value", Py_TYPE(obj)->tp_name);
+    return -1;
+}
+
+static PyObject *finish(Buf *b, int rc) {
+    PyObject *out = rc < 0 ? NULL : PyBytes_FromStringAndSize(b->data ? b->data : "", b->len);
+    PyMem_Free(b->data);
+    return out;
+}
+
+static PyObject *py_encode_value(PyObject *self, PyObject *obj) {
+    Buf b = {NULL, 0, 0};
+    return finish(&b, encode_value(&b, obj, 0));
+}
+
+static PyObject *py_encode_struct(PyObject *self, PyObject *obj) {
+    if (!PyDict_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "a dict");
+        return NULL;
+    }
+    Buf b = {NULL, 0, 0};
+    return finish(&b, encode_struct_fields(&b, obj, 0));
+}
+
 static PyMethodDef methods[] = {
     {"struct", (PyCFunction)(void (*)(void))py_struct, METH_VARARGS | METH_KEYWORDS,
      "struct(data, *, reject_nul=False) -> dict: a serialized google.protobuf.Struct as a dict."},
@@ -351,6 +687,10 @@ static PyMethodDef methods[] = {
      "value(data, *, reject_nul=False): a serialized google.protobuf.Value as a plain value."},
     {"fields", py_fields, METH_VARARGS,
      "fields(data, ((number, 's' | 'v'), ...)) -> tuple: Struct and Value fields of a message."},
+    {"key_values", py_key_values, METH_VARARGS,
+     "key_values(data, number) -> dict: a message's repeated OTLP KeyValue field as JSON values."},
+    {"encode_value", py_encode_value, METH_O, "encode_value(obj) -> bytes: a JSON value as a serialized Value."},
+    {"encode_struct", py_encode_struct, METH_O, "encode_struct(dict) -> bytes: a dict as a serialized Struct."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -359,6 +699,17 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_pbvalues", NULL, -1
 PyMODINIT_FUNC PyInit__pbvalues(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
+    PyObject *base64 = PyImport_ImportModule("base64");
+    if (base64 == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    b64encode = PyObject_GetAttrString(base64, "b64encode");
+    Py_DECREF(base64);
+    if (b64encode == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
     NotFinite = PyErr_NewException("server._pbvalues.NotFinite", PyExc_ValueError, NULL);
     HasNul = PyErr_NewException("server._pbvalues.HasNul", PyExc_ValueError, NULL);
     if (NotFinite == NULL || HasNul == NULL || PyModule_AddObjectRef(m, "NotFinite", NotFinite) < 0 ||

@@ -59,6 +59,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2 as otlp_trace_pb
 from mlgenai.v1 import span_pb2
 from server.convert.common import now_ms
 from server.convert.spans import PARENT_RULE, check_fields, read_back, record_of
+from server.convert.values import module
 from server.validation import Violations
 from store import limits
 from store.domain import SpanRecord
@@ -255,6 +256,36 @@ def _extend(target: Any, items: list[Any]) -> None:
             _fill(target.add(), item)
 
 
+# The C module (server/convert/values.py) reads a span's KeyValues from its serialized form and
+# writes plain values as Struct/Value bytes for MergeFromString. For a benchmark span: 8.6 against
+# 32 µs for its attributes, 5.5 against 25 µs for filling its Struct; convert 96 against 120 µs.
+# Without the module, the walks above do the same.
+_C = module()
+_SPAN_ATTRIBUTES = otlp_trace_pb.Span.DESCRIPTOR.fields_by_name["attributes"].number
+_EVENT_ATTRIBUTES = otlp_trace_pb.Span.Event.DESCRIPTOR.fields_by_name["attributes"].number
+
+
+def _attributes_of(message: Any, number: int) -> dict[str, Any]:
+    """``attributes(message.attributes)``, ``number`` being that field's number."""
+    if _C is None:
+        return attributes(message.attributes)
+    return _C.key_values(message.SerializeToString(), number)  # type: ignore[no-any-return]
+
+
+def _set_struct(target: struct_pb2.Struct, values: Mapping[str, Any]) -> None:
+    if _C is None:
+        _update(target, values)
+    elif values:
+        target.MergeFromString(_C.encode_struct(values))
+
+
+def _set_value(target: struct_pb2.Value, value: Any) -> None:
+    if _C is None:
+        _fill(target, value)
+    else:
+        target.MergeFromString(_C.encode_value(value))
+
+
 def convert(otlp: otlp_trace_pb.Span, checks: Violations, at: str) -> Converted | None:
     """The store record of an OTLP span: LogSpans' checks (``check_fields``) and record
     (``record_of``), from the OTLP values, with our ``Span`` built for its serialized form only;
@@ -266,7 +297,7 @@ def convert(otlp: otlp_trace_pb.Span, checks: Violations, at: str) -> Converted 
     parent_hex = _hex_id(checks, at, "parent_span_id", parent, 8) if any(parent) else ""
     if len(checks.items) > before:
         return None
-    attrs = attributes(otlp.attributes)
+    attrs = _attributes_of(otlp, _SPAN_ATTRIBUTES)
     decode: Callable[[Any], Any] = decode_json
     if TRACE_REQUEST_ID in attrs:  # MLflow's SDK: every value is JSON text, decoded once here
         attrs = {k: decode_json(v) for k, v in attrs.items()}
@@ -294,14 +325,15 @@ def convert(otlp: otlp_trace_pb.Span, checks: Violations, at: str) -> Converted 
             status=span_pb2.SpanStatus(code=code, message=message),  # type: ignore[arg-type]
         )
         if has_inputs:
-            _fill(span.inputs, inputs)
+            _set_value(span.inputs, inputs)
         if has_outputs:
-            _fill(span.outputs, outputs)
-        _update(span.attributes, kept)
+            _set_value(span.outputs, outputs)
+        _set_struct(span.attributes, kept)
         events = []
         for event in otlp.events:
-            event_name, event_time, event_attrs = event.name, event.time_unix_nano, attributes(event.attributes)
-            _update(span.events.add(name=event_name, time_unix_nano=event_time).attributes, event_attrs)
+            event_name, event_time = event.name, event.time_unix_nano
+            event_attrs = _attributes_of(event, _EVENT_ATTRIBUTES)
+            _set_struct(span.events.add(name=event_name, time_unix_nano=event_time).attributes, event_attrs)
             events.append((event_name, event_time, read_back(event_attrs)))
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. a time beyond int64
         checks.add(at, f"times out of range, or values that cannot be stored ({type(exc).__name__})")

@@ -12,10 +12,15 @@ from typing import Any
 import pytest
 from google.protobuf import struct_pb2
 from hypothesis import given, settings, strategies as st
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2 as otlp_trace_pb
 
+from mlgenai.client.convert import from_struct, from_value
 from mlgenai.v1 import span_pb2
+from server import otlp
 from server.convert import values
 from server.convert.values import Fields, HasNul, NotFinite, plain_struct, plain_value, struct_of, value_of
+from server.validation import Violations
 
 c: Any = values._pbvalues  # the tests of wire bytes call it directly
 
@@ -238,3 +243,106 @@ def test_fields_of_a_span_with_and_without_the_c_module(monkeypatch: pytest.Monk
     bad = span_pb2.Span(outputs=struct_pb2.Value(number_value=math.nan))
     with pytest.raises(NotFinite):
         SPAN_VALUES.of(bad, bad.SerializeToString())
+
+
+# -- OTLP: KeyValue lists in, Struct and Value bytes out -------------------------------------
+
+INT64 = st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from([2**53, 2**53 + 1, -(2**53) - 1, -(2**63)]))
+ANY_SCALARS = st.one_of(
+    st.builds(common_pb2.AnyValue),
+    st.builds(lambda x: common_pb2.AnyValue(string_value=x), TEXT),
+    st.builds(lambda x: common_pb2.AnyValue(bool_value=x), st.booleans()),
+    st.builds(lambda x: common_pb2.AnyValue(int_value=x), INT64),
+    st.builds(lambda x: common_pb2.AnyValue(double_value=x), st.floats()),
+    st.builds(lambda x: common_pb2.AnyValue(bytes_value=x), st.binary(max_size=6)),
+)
+
+
+def _array(items: list[common_pb2.AnyValue]) -> common_pb2.AnyValue:
+    return common_pb2.AnyValue(array_value=common_pb2.ArrayValue(values=items))
+
+
+def _kvlist(pairs: list[tuple[str, common_pb2.AnyValue]]) -> common_pb2.AnyValue:
+    kvs = [common_pb2.KeyValue(key=k, value=v) for k, v in pairs]
+    return common_pb2.AnyValue(kvlist_value=common_pb2.KeyValueList(values=kvs))
+
+
+ANY = st.recursive(
+    ANY_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(_array), st.lists(st.tuples(TEXT, inner), max_size=3).map(_kvlist)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "mlflow.spanInputs"]), ANY), max_size=6))
+def test_otlp_attributes_read_the_same_as_the_walk(pairs: list[tuple[str, common_pb2.AnyValue]]):
+    span = otlp_trace_pb.Span(name="s", attributes=[common_pb2.KeyValue(key=k, value=v) for k, v in pairs])
+    number = otlp_trace_pb.Span.DESCRIPTOR.fields_by_name["attributes"].number
+    assert same(c.key_values(span.SerializeToString(), number), otlp.attributes(span.attributes))
+
+
+PLAIN = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), TEXT),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(TEXT, inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(TEXT, PLAIN, max_size=5), PLAIN)
+def test_struct_and_value_bytes_fill_messages_as_the_walk_does(mapping: dict[str, Any], value: Any):
+    walked, merged = struct_pb2.Struct(), struct_pb2.Struct()
+    otlp._update(walked, mapping)
+    merged.MergeFromString(c.encode_struct(mapping))
+    assert merged == walked
+    walked_value, merged_value = struct_pb2.Value(), struct_pb2.Value()
+    otlp._fill(walked_value, value)
+    merged_value.MergeFromString(c.encode_value(value))
+    assert merged_value == walked_value
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (object(), TypeError),
+        ({1: "x"}, TypeError),
+        ((1, 2), TypeError),
+        (10**400, OverflowError),
+        ("\ud800", ValueError),
+    ],
+)
+def test_values_that_fit_no_message_are_refused(value: Any, error: type[Exception]):
+    with pytest.raises(error):
+        c.encode_value({"k": [value]})
+    with pytest.raises(error):
+        otlp._fill(struct_pb2.Value(), {"k": [value]})
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_otlp_spans_convert_the_same_with_and_without_the_c_module(monkeypatch: pytest.MonkeyPatch, native: bool):
+    if not native:
+        monkeypatch.setattr(otlp, "_C", None)
+    span = otlp_trace_pb.Span(
+        trace_id=b"\x01" * 16,
+        span_id=b"\x02" * 8,
+        name="llm",
+        start_time_unix_nano=1,
+        end_time_unix_nano=2,
+        attributes=[
+            common_pb2.KeyValue(key="mlflow.spanInputs", value=common_pb2.AnyValue(string_value='{"q": [1, 2.5]}')),
+            common_pb2.KeyValue(key="n", value=common_pb2.AnyValue(int_value=2**60)),
+            common_pb2.KeyValue(key="d", value=common_pb2.AnyValue(double_value=math.inf)),
+            common_pb2.KeyValue(key="b", value=common_pb2.AnyValue(bytes_value=b"\xff")),
+        ],
+        events=[otlp_trace_pb.Span.Event(name="e", time_unix_nano=2, attributes=[common_pb2.KeyValue(key="k")])],
+    )
+    converted = otlp.convert(span, Violations(), "span")
+    assert converted is not None
+    assert converted.attributes == {"n": str(2**60), "d": "Infinity", "b": "/w=="}
+    stored = span_pb2.Span.FromString(converted.record.proto)
+    assert from_value(stored.inputs) == {"q": [1, 2.5]}
+    assert from_struct(stored.attributes) == {"n": str(2**60), "d": "Infinity", "b": "/w=="}
+    assert [(e.name, from_struct(e.attributes)) for e in stored.events] == [("e", {"k": None})]
