@@ -83,6 +83,36 @@ static int skip(Reader *r, int wire_type) {
     }
 }
 
+/* A message of two length-delimited fields, 1 and 2 (a map entry, an OTLP KeyValue): their
+ * bytes; an absent field 1 is empty, an absent field 2 NULL. */
+static int read_pair(Reader *r, const uint8_t **one_s, Py_ssize_t *one_n, const uint8_t **two_s, Py_ssize_t *two_n) {
+    *one_s = (const uint8_t *)"";
+    *one_n = 0;
+    *two_s = NULL;
+    *two_n = 0;
+    while (r->p < r->end) {
+        uint64_t tag;
+        if (read_varint(r, &tag) < 0) return -1;
+        if (tag == ((1 << 3) | WT_LEN)) {
+            if (read_len(r, one_s, one_n) < 0) return -1;
+        } else if (tag == ((2 << 3) | WT_LEN)) {
+            if (read_len(r, two_s, two_n) < 0) return -1;
+        } else if (skip(r, (int)(tag & 7)) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int read_double(Reader *r, double *out) {
+    uint64_t bits = 0;
+    if (r->end - r->p < 8) return malformed();
+    for (int i = 7; i >= 0; i--) bits = (bits << 8) | r->p[i]; /* little-endian */
+    memcpy(out, &bits, sizeof *out);
+    r->p += 8;
+    return 0;
+}
+
 static PyObject *text(Reader *r, const uint8_t *s, Py_ssize_t n, int is_key) {
     if (r->reject_nul && memchr(s, 0, (size_t)n) != NULL) {
         PyErr_SetString(HasNul, is_key ? "keys must not contain the NUL character" : "must not contain the NUL character");
@@ -132,14 +162,7 @@ static PyObject *parse_value(Reader *outer, const uint8_t *s, Py_ssize_t n) {
             next = Py_NewRef(Py_None);
         } else if (field == 2 && wt == WT_I64) { /* number_value */
             double d;
-            if (r.end - r.p < 8) {
-                malformed();
-                goto fail;
-            }
-            uint64_t bits = 0;
-            for (int i = 7; i >= 0; i--) bits = (bits << 8) | r.p[i]; /* little-endian */
-            memcpy(&d, &bits, sizeof d);
-            r.p += 8;
+            if (read_double(&r, &d) < 0) goto fail;
             next = number(d);
         } else if (field == 3 && wt == WT_LEN) { /* string_value */
             if (read_len(&r, &sub, &len) < 0) goto fail;
@@ -197,19 +220,9 @@ fail:
 static int parse_entry(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *dict) {
     Reader r;
     if (nested(outer, &r, s, n) < 0) return -1;
-    const uint8_t *key_s = (const uint8_t *)"", *value_s = NULL;
-    Py_ssize_t key_n = 0, value_n = 0;
-    while (r.p < r.end) {
-        uint64_t tag;
-        if (read_varint(&r, &tag) < 0) return -1;
-        if (tag == ((1 << 3) | WT_LEN)) {
-            if (read_len(&r, &key_s, &key_n) < 0) return -1;
-        } else if (tag == ((2 << 3) | WT_LEN)) {
-            if (read_len(&r, &value_s, &value_n) < 0) return -1;
-        } else if (skip(&r, (int)(tag & 7)) < 0) {
-            return -1;
-        }
-    }
+    const uint8_t *key_s, *value_s;
+    Py_ssize_t key_n, value_n;
+    if (read_pair(&r, &key_s, &key_n, &value_s, &value_n) < 0) return -1;
     /* the value first: a NUL in both is reported as the value's, as the Python walk does */
     PyObject *value = value_s == NULL ? Py_NewRef(Py_None) : parse_value(&r, value_s, value_n);
     if (value == NULL) return -1;
@@ -380,14 +393,7 @@ static PyObject *parse_any(Reader *outer, const uint8_t *s, Py_ssize_t n) {
                                                                           : PyUnicode_FromFormat("%lld", (long long)i);
         } else if (field == 4 && wt == WT_I64) {
             double d;
-            uint64_t bits = 0;
-            if (r.end - r.p < 8) {
-                malformed();
-                goto fail;
-            }
-            for (int i = 7; i >= 0; i--) bits = (bits << 8) | r.p[i];
-            memcpy(&d, &bits, sizeof d);
-            r.p += 8;
+            if (read_double(&r, &d) < 0) goto fail;
             if (isfinite(d)) next = PyFloat_FromDouble(d);
             else next = PyUnicode_FromString(isnan(d) ? "NaN" : (d > 0 ? "Infinity" : "-Infinity"));
         } else if (field == 5 && wt == WT_LEN) { /* ArrayValue */
@@ -460,19 +466,9 @@ fail:
 static int parse_key_value_into(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *dict) {
     Reader r;
     if (nested(outer, &r, s, n) < 0) return -1;
-    const uint8_t *key_s = (const uint8_t *)"", *value_s = NULL;
-    Py_ssize_t key_n = 0, value_n = 0;
-    while (r.p < r.end) {
-        uint64_t tag;
-        if (read_varint(&r, &tag) < 0) return -1;
-        if (tag == ((1 << 3) | WT_LEN)) {
-            if (read_len(&r, &key_s, &key_n) < 0) return -1;
-        } else if (tag == ((2 << 3) | WT_LEN)) {
-            if (read_len(&r, &value_s, &value_n) < 0) return -1;
-        } else if (skip(&r, (int)(tag & 7)) < 0) {
-            return -1;
-        }
-    }
+    const uint8_t *key_s, *value_s;
+    Py_ssize_t key_n, value_n;
+    if (read_pair(&r, &key_s, &key_n, &value_s, &value_n) < 0) return -1;
     PyObject *key = text(&r, key_s, key_n, 1);
     if (key == NULL) return -1;
     PyObject *value = value_s == NULL ? Py_NewRef(Py_None) : parse_any(&r, value_s, value_n);
@@ -546,8 +542,7 @@ static int put(Buf *b, const void *bytes, Py_ssize_t n) {
     return 0;
 }
 
-static int put_varint(Buf *b, uint64_t v) {
-    uint8_t tmp[10];
+static int varint_bytes(uint8_t tmp[10], uint64_t v) {
     int n = 0;
     do {
         tmp[n] = (uint8_t)(v & 0x7f);
@@ -555,7 +550,12 @@ static int put_varint(Buf *b, uint64_t v) {
         if (v) tmp[n] |= 0x80;
         n++;
     } while (v);
-    return put(b, tmp, n);
+    return n;
+}
+
+static int put_varint(Buf *b, uint64_t v) {
+    uint8_t tmp[10];
+    return put(b, tmp, varint_bytes(tmp, v));
 }
 
 static int encode_value(Buf *b, PyObject *obj, int depth);
@@ -574,14 +574,7 @@ static int begin_len(Buf *b, int field, Py_ssize_t *at) {
 static int end_len(Buf *b, Py_ssize_t at) {
     Py_ssize_t size = b->len - at - LEN_ROOM;
     uint8_t tmp[10];
-    int n = 0;
-    uint64_t v = (uint64_t)size;
-    do {
-        tmp[n] = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v) tmp[n] |= 0x80;
-        n++;
-    } while (v);
+    int n = varint_bytes(tmp, (uint64_t)size);
     if (n > LEN_ROOM) {
         PyErr_SetString(PyExc_ValueError, "a value too large to encode");
         return -1;

@@ -19,6 +19,7 @@ from mlgenai.client.convert import from_struct, from_value
 from mlgenai.v1 import span_pb2
 from server import otlp
 from server.convert import values
+from server.convert.datasets import _varint
 from server.convert.values import Fields, HasNul, NotFinite, plain_struct, plain_value, struct_of, value_of
 from server.validation import Violations
 
@@ -216,15 +217,6 @@ def test_nesting_beyond_the_limit_is_refused_not_a_crash():
         deep = key(6, 2) + _varint(len(items)) + items  # Value.list_value
     with pytest.raises(ValueError, match="nested too deeply"):
         c.value(deep)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 # -- a message's fields at once --------------------------------------------------------------
