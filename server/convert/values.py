@@ -8,9 +8,10 @@ key holding U+0000 raises ``HasNul`` (PostgreSQL's text cannot hold it).
 
 The work is done by the C module ``server._pbvalues`` on the message's serialized bytes: 11
 against 49 µs (serializing included) for the attributes of a benchmark span, whose values
-LogSpans used to walk one ``WhichOneof`` at a time (40% of its interpreter time). Where that module was not built (no C
-compiler at install), the same values come from ``plain_struct``/``plain_value``, the walk that
-is also the reference the module is tested against.
+LogSpans used to walk one ``WhichOneof`` at a time (40% of its interpreter time). Where that
+module was not built (no C compiler at install), the same values come from
+``plain_struct``/``plain_value``, the walk that is also the reference the module is tested
+against.
 """
 
 from __future__ import annotations

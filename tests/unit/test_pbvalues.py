@@ -40,23 +40,9 @@ JSON = st.recursive(
 
 
 def to_value(x: Any) -> struct_pb2.Value:
+    """``x`` as a Value, NaN and infinities included (the client's ``to_value`` refuses them)."""
     v = struct_pb2.Value()
-    if x is None:
-        v.null_value = struct_pb2.NULL_VALUE
-    elif isinstance(x, bool):
-        v.bool_value = x
-    elif isinstance(x, float):
-        v.number_value = x
-    elif isinstance(x, str):
-        v.string_value = x
-    elif isinstance(x, list):
-        v.list_value.SetInParent()
-        for item in x:
-            v.list_value.values.add().CopyFrom(to_value(item))
-    else:
-        v.struct_value.SetInParent()
-        for key, item in x.items():
-            v.struct_value.fields[key].CopyFrom(to_value(item))
+    otlp._fill(v, x)
     return v
 
 
