@@ -12,6 +12,11 @@
  * raises HasNul. The input is a message protobuf serialized (upb writes each field once):
  * a repeated singular field or a repeated oneof member is read as "the last one wins", as a
  * parser does for scalars; malformed bytes raise ValueError.
+ *
+ * The other way, it writes plain values as Struct/Value bytes, and a whole mlgenai.v1.Span
+ * (encode_span) as upb would from the same values, refusing what upb refuses with the same
+ * error class; only a Struct's keys come in the caller's order rather than upb's hash order.
+ * read_back gives a JSON value as a Struct gives it back (integral doubles as ints).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -673,6 +678,160 @@ static PyObject *py_encode_struct(PyObject *self, PyObject *obj) {
     return finish(&b, encode_struct_fields(&b, obj, 0));
 }
 
+/* -- a whole mlgenai.v1.Span ------------------------------------------------------------ */
+
+/* An int64 field (omitted at 0, as proto3 does); beyond int64 is ValueError, as upb says. */
+static int put_int64(Buf *b, int field, PyObject *obj) {
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (overflow) {
+        PyErr_SetString(PyExc_ValueError, "Value out of range");
+        return -1;
+    }
+    if (v == 0) return 0;
+    if (put_varint(b, (uint64_t)field << 3 | WT_VARINT) < 0) return -1;
+    return put_varint(b, (uint64_t)v);
+}
+
+/* A string field, omitted when empty (proto3). */
+static int put_string(Buf *b, int field, PyObject *str) {
+    if (!PyUnicode_Check(str)) {
+        PyErr_SetString(PyExc_TypeError, "a str");
+        return -1;
+    }
+    return PyUnicode_GET_LENGTH(str) ? put_text(b, field, str) : 0;
+}
+
+/* A Struct field, omitted when the dict is empty. */
+static int put_struct(Buf *b, int field, PyObject *dict) {
+    Py_ssize_t at;
+    if (!PyDict_Check(dict)) {
+        PyErr_SetString(PyExc_TypeError, "a dict");
+        return -1;
+    }
+    if (PyDict_GET_SIZE(dict) == 0) return 0;
+    if (begin_len(b, field, &at) < 0 || encode_struct_fields(b, dict, 0) < 0) return -1;
+    return end_len(b, at);
+}
+
+/* A Value field when ``maybe`` is (value,); absent when it is (). */
+static int put_maybe_value(Buf *b, int field, PyObject *maybe) {
+    Py_ssize_t at;
+    if (!PyTuple_Check(maybe) || PyTuple_GET_SIZE(maybe) > 1) {
+        PyErr_SetString(PyExc_TypeError, "() or (value,)");
+        return -1;
+    }
+    if (PyTuple_GET_SIZE(maybe) == 0) return 0;
+    if (begin_len(b, field, &at) < 0 || encode_value(b, PyTuple_GET_ITEM(maybe, 0), 0) < 0) return -1;
+    return end_len(b, at);
+}
+
+static int encode_span(Buf *b, PyObject *const *a, PyObject *events) {
+    /* a: trace_id, span_id, parent_span_id, name, span_type, start, end, code, message,
+     *    inputs, outputs, attributes (fields 1-11 in order, status as code and message) */
+    Py_ssize_t at;
+    for (int i = 0; i < 5; i++)
+        if (put_string(b, i + 1, a[i]) < 0) return -1;
+    if (put_int64(b, 6, a[5]) < 0 || put_int64(b, 7, a[6]) < 0) return -1;
+    int overflow;
+    long long code = PyLong_AsLongLongAndOverflow(a[7], &overflow);
+    if (code == -1 && PyErr_Occurred()) return -1;
+    if (overflow || code < INT32_MIN || code > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "Value out of range");
+        return -1;
+    }
+    if (begin_len(b, 8, &at) < 0) return -1;
+    if (code != 0 && (put_varint(b, 1 << 3 | WT_VARINT) < 0 || put_varint(b, (uint64_t)(int64_t)code) < 0))
+        return -1;
+    if (put_string(b, 2, a[8]) < 0 || end_len(b, at) < 0) return -1;
+    if (put_maybe_value(b, 9, a[9]) < 0 || put_maybe_value(b, 10, a[10]) < 0 || put_struct(b, 11, a[11]) < 0)
+        return -1;
+    PyObject *seq = PySequence_Fast(events, "events: a list of (name, time_unix_nano, attributes)");
+    if (seq == NULL) return -1;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *event = PySequence_Fast_GET_ITEM(seq, i);
+        Py_ssize_t ev;
+        if (!PyTuple_Check(event) || PyTuple_GET_SIZE(event) != 3) {
+            PyErr_SetString(PyExc_TypeError, "an event: (name, time_unix_nano, attributes)");
+            goto fail;
+        }
+        if (begin_len(b, 12, &ev) < 0 || put_string(b, 1, PyTuple_GET_ITEM(event, 0)) < 0 ||
+            put_int64(b, 2, PyTuple_GET_ITEM(event, 1)) < 0 || put_struct(b, 3, PyTuple_GET_ITEM(event, 2)) < 0 ||
+            end_len(b, ev) < 0)
+            goto fail;
+    }
+    Py_DECREF(seq);
+    return 0;
+fail:
+    Py_DECREF(seq);
+    return -1;
+}
+
+static PyObject *py_encode_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "encode_span takes 13 arguments");
+        return NULL;
+    }
+    Buf b = {NULL, 0, 0};
+    return finish(&b, encode_span(&b, args, args[12]));
+}
+
+/* -- read_back: a JSON value as a Struct gives it back ----------------------------------- */
+
+static PyObject *read_back(PyObject *obj, int depth) {
+    if (PyUnicode_CheckExact(obj) || obj == Py_None || PyBool_Check(obj)) return Py_NewRef(obj);
+    if (depth > MAX_DEPTH) {
+        PyErr_SetString(PyExc_RecursionError, "nested too deeply");
+        return NULL;
+    }
+    if (PyDict_CheckExact(obj)) {
+        PyObject *out = PyDict_New(), *key, *value;
+        Py_ssize_t pos = 0;
+        if (out == NULL) return NULL;
+        while (PyDict_Next(obj, &pos, &key, &value)) {
+            PyObject *v = read_back(value, depth + 1);
+            if (v == NULL || PyDict_SetItem(out, key, v) < 0) {
+                Py_XDECREF(v);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(v);
+        }
+        return out;
+    }
+    if (PyLong_CheckExact(obj)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (v == -1 && PyErr_Occurred()) return NULL;
+        if (!overflow && v >= -(1LL << 53) && v <= (1LL << 53)) return Py_NewRef(obj);
+        double d = PyLong_AsDouble(obj); /* a Struct holds doubles; OverflowError beyond them */
+        return d == -1.0 && PyErr_Occurred() ? NULL : PyFloat_FromDouble(d);
+    }
+    if (PyFloat_CheckExact(obj)) {
+        double d = PyFloat_AS_DOUBLE(obj);
+        if (d >= -EXACT && d <= EXACT && d == floor(d)) return PyLong_FromDouble(d);
+        return Py_NewRef(obj);
+    }
+    if (PyList_CheckExact(obj)) {
+        Py_ssize_t n = PyList_GET_SIZE(obj);
+        PyObject *out = PyList_New(n);
+        if (out == NULL) return NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *v = read_back(PyList_GET_ITEM(obj, i), depth + 1);
+            if (v == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, i, v);
+        }
+        return out;
+    }
+    return Py_NewRef(obj);
+}
+
+static PyObject *py_read_back(PyObject *self, PyObject *obj) { return read_back(obj, 0); }
+
 static PyMethodDef methods[] = {
     {"struct", (PyCFunction)(void (*)(void))py_struct, METH_VARARGS | METH_KEYWORDS,
      "struct(data, *, reject_nul=False) -> dict: a serialized google.protobuf.Struct as a dict."},
@@ -684,6 +843,11 @@ static PyMethodDef methods[] = {
      "key_values(data, number) -> dict: a message's repeated OTLP KeyValue field as JSON values."},
     {"encode_value", py_encode_value, METH_O, "encode_value(obj) -> bytes: a JSON value as a serialized Value."},
     {"encode_struct", py_encode_struct, METH_O, "encode_struct(dict) -> bytes: a dict as a serialized Struct."},
+    {"encode_span", (PyCFunction)(void (*)(void))py_encode_span, METH_FASTCALL,
+     "encode_span(trace_id, span_id, parent_span_id, name, span_type, start, end, code, message, inputs, outputs,"
+     " attributes, events) -> bytes: a serialized mlgenai.v1.Span; inputs/outputs () or (value,), events"
+     " [(name, time_unix_nano, attributes)]."},
+    {"read_back", py_read_back, METH_O, "read_back(value): a JSON value as a Struct gives it back."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -20,6 +20,7 @@ from mlgenai.v1 import span_pb2
 from server import otlp
 from server.convert import values
 from server.convert.datasets import _varint
+from server.convert.spans import read_back
 from server.convert.values import Fields, HasNul, NotFinite, plain_struct, plain_value, struct_of, value_of
 from server.validation import Violations
 
@@ -299,10 +300,82 @@ def test_values_that_fit_no_message_are_refused(value: Any, error: type[Exceptio
         otlp._fill(struct_pb2.Value(), {"k": [value]})
 
 
+INT64 = st.one_of(st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63)]), st.integers(-(2**63), 2**63 - 1))
+EVENTS = st.lists(st.tuples(TEXT, INT64, st.dictionaries(TEXT, PLAIN, max_size=3)), max_size=3)
+MAYBE = st.one_of(st.just(()), PLAIN.map(lambda v: (v,)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.tuples(TEXT, TEXT, TEXT, TEXT, TEXT),
+    INT64,
+    INT64,
+    st.integers(-(2**31), 2**31 - 1),
+    TEXT,
+    MAYBE,
+    MAYBE,
+    st.dictionaries(TEXT, PLAIN, max_size=4),
+    EVENTS,
+)
+def test_a_span_written_in_c_is_the_span_upb_writes(
+    texts: tuple[str, ...], start: int, end: int, code: int, message: str, inputs: Any, outputs: Any,
+    attributes: dict[str, Any], events: list[Any],
+):  # fmt: skip
+    args = (*texts, start, end, code, message, inputs, outputs, attributes, events)
+    walk, fast = outcome(otlp._span_bytes, *args), outcome(c.encode_span, *args)
+    assert walk[0] == fast[0], (walk, fast)
+    if walk[0] == "value":  # the same message; the bytes differ only in the order of a Struct's keys
+        assert span_pb2.Span.FromString(fast[1]) == span_pb2.Span.FromString(walk[1])
+        assert len(fast[1]) == len(walk[1])
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({5: 2**63}, ValueError),  # start_time_unix_nano beyond int64
+        ({6: -(2**63) - 1}, ValueError),
+        ({7: 2**31}, ValueError),  # a status code beyond int32
+        ({4: "\ud800"}, UnicodeEncodeError),
+        ({9: (10**400,)}, OverflowError),
+        ({11: {"k": object()}}, TypeError),
+        ({12: [("e", 2**64, {})]}, ValueError),
+    ],
+)
+def test_a_span_that_upb_refuses_is_refused_in_c_with_the_same_error(change: dict[int, Any], error: type[Exception]):
+    args: list[Any] = ["tr-1", "s", "", "n", "LLM", 1, 2, 1, "", (), (), {}, []]
+    for at, value in change.items():
+        args[at] = value
+    with pytest.raises(error):
+        otlp._span_bytes(*args)
+    with pytest.raises(error):
+        c.encode_span(*args)
+
+
+@settings(max_examples=400, deadline=None)
+@given(PLAIN)
+def test_values_read_back_in_c_as_in_python(value: Any):
+    assert same(c.read_back(value), read_back(value))
+    assert c.read_back({"k": value, "l": [value]}) == read_back({"k": value, "l": [value]})
+
+
+def test_read_back_refuses_an_integer_beyond_doubles_as_python_does():
+    with pytest.raises(OverflowError):
+        c.read_back({"k": [10**400]})
+    with pytest.raises(OverflowError):
+        read_back({"k": [10**400]})
+
+
+def without_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``server.otlp`` as it runs where the C module was not built."""
+    monkeypatch.setattr(otlp, "_C", None)
+    monkeypatch.setattr(otlp, "_encode_span", otlp._span_bytes)
+    monkeypatch.setattr(otlp, "_read_back", read_back)
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_otlp_spans_convert_the_same_with_and_without_the_c_module(monkeypatch: pytest.MonkeyPatch, native: bool):
     if not native:
-        monkeypatch.setattr(otlp, "_C", None)
+        without_c(monkeypatch)
     span = otlp_trace_pb.Span(
         trace_id=b"\x01" * 16,
         span_id=b"\x02" * 8,
