@@ -319,10 +319,14 @@ def convert(otlp: otlp_trace_pb.Span, checks: Violations, at: str) -> Converted 
     (``record_of``), from the OTLP values, with our ``Span`` built for its serialized form only;
     problems go to ``checks``."""
     before = len(checks.items)
-    trace_hex = _hex_id(checks, at, "trace_id", otlp.trace_id, 16)
-    span_hex = _hex_id(checks, at, "span_id", otlp.span_id, 8)
-    parent = otlp.parent_span_id
-    parent_hex = _hex_id(checks, at, "parent_span_id", parent, 8) if any(parent) else ""
+    raw_trace, raw_span, parent = otlp.trace_id, otlp.span_id, otlp.parent_span_id
+    if len(raw_trace) == 16 and len(raw_span) == 8 and any(raw_trace) and any(raw_span) and len(parent) in (0, 8):
+        trace_hex, span_hex = raw_trace.hex(), raw_span.hex()  # the common case, without a call per id
+        parent_hex = parent.hex() if any(parent) else ""
+    else:
+        trace_hex = _hex_id(checks, at, "trace_id", raw_trace, 16)
+        span_hex = _hex_id(checks, at, "span_id", raw_span, 8)
+        parent_hex = _hex_id(checks, at, "parent_span_id", parent, 8) if any(parent) else ""
     if len(checks.items) > before:
         return None
     attrs = _attributes_of(otlp, _SPAN_ATTRIBUTES)
@@ -343,7 +347,12 @@ def convert(otlp: otlp_trace_pb.Span, checks: Violations, at: str) -> Converted 
     trace_id = "tr-" + trace_hex
     values = (inputs,) if has_inputs else (), (outputs,) if has_outputs else ()
     try:
-        events = [(e.name, e.time_unix_nano, _attributes_of(e, _EVENT_ATTRIBUTES)) for e in otlp.events]
+        otlp_events = otlp.events
+        events = (
+            [(e.name, e.time_unix_nano, _attributes_of(e, _EVENT_ATTRIBUTES)) for e in otlp_events]
+            if otlp_events
+            else []
+        )
         fields = (trace_id, span_hex, parent_hex, name, span_type, start, end, code, message, *values, kept, events)
         proto = _encode_span(*fields)
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. a time beyond int64
@@ -351,11 +360,12 @@ def convert(otlp: otlp_trace_pb.Span, checks: Violations, at: str) -> Converted 
         return None
     if parent_hex and parent_hex == span_hex:  # LogSpans' rule, reported with the others as there
         checks.add(f"{at}.parent_span_id", PARENT_RULE)
-    check_fields(checks, at, name, span_type, start, end, code, message, kept, [e[0] for e in events])
+    check_fields(checks, at, name, span_type, start, end, code, message, kept, [e[0] for e in events] if events else ())
     if len(checks.items) > before:
         return None
     back = _read_back
-    events = [(n, t, back(a)) for n, t, a in events]
+    if events:
+        events = [(n, t, back(a)) for n, t, a in events]
     record = record_of(
         checks, at, trace_id, span_hex, parent_hex, name, span_type, start, end, code, message, back(kept),
         back(inputs), back(outputs), events, proto,

@@ -49,6 +49,8 @@ def _count(raw: Any) -> int | None:
 def usage_from_attributes(attributes: Mapping[str, Any]) -> TokenUsage | None:
     """The span's own token usage, or None when it reports none (or nonsense)."""
     raw = attributes.get(TOKEN_USAGE_ATTRIBUTE)
+    if raw is None:  # most spans: decided before the isinstance checks (an ABC's is slow)
+        return None
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -71,14 +73,16 @@ def _text(raw: Any) -> str | None:
 
 def session_from_attributes(attributes: Mapping[str, Any]) -> str | None:
     for key in SESSION_ATTRIBUTES:
-        found = _text(attributes.get(key))
+        raw = attributes.get(key)
+        found = _text(raw) if raw is not None else None
         if found:
             return found
     return None
 
 
 def user_from_attributes(attributes: Mapping[str, Any]) -> str | None:
-    return _text(attributes.get(USER_ATTRIBUTE))
+    raw = attributes.get(USER_ATTRIBUTE)
+    return _text(raw) if raw is not None else None
 
 
 def preview(value: Any) -> str | None:

@@ -56,6 +56,10 @@ def _check_span(checks: Violations, at: str, span: span_pb2.Span, attribute_keys
     )  # fmt: skip
 
 
+_NAME_MAX, _TYPE_MAX, _TEXT_MAX = limits.SPAN_NAME_MAX, limits.SPAN_TYPE_MAX, limits.TEXT_MAX
+_KEY_MAX = limits.METADATA_KEY_MAX
+
+
 def _fine_text(value: str, max_len: int) -> bool:
     return len(value) <= max_len and "\x00" not in value
 
@@ -73,17 +77,21 @@ def check_fields(
     event_names: Sequence[str],
 ) -> None:
     """A span's checks besides its ids (LogSpans and OTLP Export). A span that passes them all
-    is decided without building a field name (the common case, ~10 µs a span otherwise)."""
+    is decided without building a field name or calling a function per text (the common case:
+    ~2.5 µs, against ~10 µs otherwise)."""
     if (
         name
-        and _fine_text(name, limits.SPAN_NAME_MAX)
-        and _fine_text(span_type, limits.SPAN_TYPE_MAX)
+        and len(name) <= _NAME_MAX
+        and "\x00" not in name
+        and len(span_type) <= _TYPE_MAX
+        and "\x00" not in span_type
         and 0 < start <= INT64_MAX
         and (not end or end >= start)
         and status_code in STATUS
-        and _fine_text(status_message, limits.TEXT_MAX)
-        and max(map(len, attribute_keys), default=0) <= limits.METADATA_KEY_MAX
-        and (not event_names or all(e and _fine_text(e, limits.SPAN_NAME_MAX) for e in event_names))
+        and len(status_message) <= _TEXT_MAX
+        and "\x00" not in status_message
+        and max(map(len, attribute_keys), default=0) <= _KEY_MAX
+        and (not event_names or all(e and _fine_text(e, _NAME_MAX) for e in event_names))
     ):
         return
     checks.text(f"{at}.name", name, max_len=limits.SPAN_NAME_MAX, required=True)
@@ -171,7 +179,7 @@ def record_of(
         "inputs": inputs,
         "outputs": outputs,
         "attributes": attributes,
-        "events": [{"name": n, "time_unix_nano": t, "attributes": a} for n, t, a in events],
+        "events": [{"name": n, "time_unix_nano": t, "attributes": a} for n, t, a in events] if events else [],
     }
     # orjson: ~10x faster than json.dumps here; same compact form, UTF-8 unescaped.
     payload_json = orjson.dumps(payload).decode()
