@@ -109,12 +109,19 @@ static int read_pair(Reader *r, const uint8_t **one_s, Py_ssize_t *one_n, const 
     return 0;
 }
 
-static int read_double(Reader *r, double *out) {
+static int read_fixed64(Reader *r, uint64_t *out) {
     uint64_t bits = 0;
     if (r->end - r->p < 8) return malformed();
     for (int i = 7; i >= 0; i--) bits = (bits << 8) | r->p[i]; /* little-endian */
-    memcpy(out, &bits, sizeof *out);
+    *out = bits;
     r->p += 8;
+    return 0;
+}
+
+static int read_double(Reader *r, double *out) {
+    uint64_t bits;
+    if (read_fixed64(r, &bits) < 0) return -1;
+    memcpy(out, &bits, sizeof *out);
     return 0;
 }
 
@@ -514,6 +521,249 @@ fail:
     return NULL;
 }
 
+/* -- an OTLP ExportTraceServiceRequest, read at once ------------------------------------
+ *
+ * otlp_spans(data): [(resource attributes, [span, ...]), ...] per ResourceSpans, a span being
+ * (scope index, index in its scope, trace_id, span_id, parent_span_id, name, start, end,
+ * status code, status message, attributes, [(event name, time, attributes), ...]): what the
+ * server reads of the request, as protobuf's parser would give it. A singular field sent twice:
+ * the last wins, and messages (resource, status) merge; a field of a known number but another
+ * wire type is an unknown field (skipped). Strings are checked as UTF-8 where they are read;
+ * the fields the server does not read (kind, trace_state, links, flags, the scope, schema URLs)
+ * are skipped unread. Malformed bytes raise ValueError. */
+
+#define TAG(field, wt) (((uint64_t)(field) << 3) | (wt))
+
+static int set_text(Reader *r, const uint8_t *s, Py_ssize_t n, PyObject **slot) {
+    PyObject *value = text(r, s, n, 0);
+    if (value == NULL) return -1;
+    Py_SETREF(*slot, value);
+    return 0;
+}
+
+static int set_bytes(const uint8_t *s, Py_ssize_t n, PyObject **slot) {
+    PyObject *value = PyBytes_FromStringAndSize((const char *)s, n);
+    if (value == NULL) return -1;
+    Py_SETREF(*slot, value);
+    return 0;
+}
+
+/* Event: 1 time_unix_nano (fixed64), 2 name, 3 attributes. */
+static PyObject *otlp_event(Reader *outer, const uint8_t *s, Py_ssize_t n) {
+    Reader r;
+    if (nested(outer, &r, s, n) < 0) return NULL;
+    uint64_t time = 0;
+    PyObject *name = PyUnicode_FromStringAndSize("", 0), *attrs = PyDict_New();
+    if (name == NULL || attrs == NULL) goto fail;
+    while (r.p < r.end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) goto fail;
+        if (tag == TAG(1, WT_I64)) {
+            if (read_fixed64(&r, &time) < 0) goto fail;
+        } else if (tag == TAG(2, WT_LEN)) {
+            if (read_len(&r, &sub, &len) < 0 || set_text(&r, sub, len, &name) < 0) goto fail;
+        } else if (tag == TAG(3, WT_LEN)) {
+            if (read_len(&r, &sub, &len) < 0 || parse_key_value_into(&r, sub, len, attrs) < 0) goto fail;
+        } else if (skip(&r, (int)(tag & 7)) < 0) {
+            goto fail;
+        }
+    }
+    return Py_BuildValue("(NKN)", name, (unsigned long long)time, attrs);
+fail:
+    Py_XDECREF(name);
+    Py_XDECREF(attrs);
+    return NULL;
+}
+
+/* Status: 2 message, 3 code (an int32 enum); a later Status merges into the earlier. */
+static int otlp_status(Reader *outer, const uint8_t *s, Py_ssize_t n, int32_t *code, PyObject **message) {
+    Reader r;
+    if (nested(outer, &r, s, n) < 0) return -1;
+    while (r.p < r.end) {
+        uint64_t tag, v;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) return -1;
+        if (tag == TAG(3, WT_VARINT)) {
+            if (read_varint(&r, &v) < 0) return -1;
+            *code = (int32_t)(uint32_t)v;
+        } else if (tag == TAG(2, WT_LEN)) {
+            if (read_len(&r, &sub, &len) < 0 || set_text(&r, sub, len, message) < 0) return -1;
+        } else if (skip(&r, (int)(tag & 7)) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Span: 1 trace_id, 2 span_id, 4 parent_span_id, 5 name, 7 start, 8 end (fixed64),
+ * 9 attributes, 11 events, 15 status. */
+static PyObject *otlp_span(Reader *outer, const uint8_t *s, Py_ssize_t n, Py_ssize_t scope, Py_ssize_t index) {
+    Reader r;
+    if (nested(outer, &r, s, n) < 0) return NULL;
+    uint64_t start = 0, end = 0;
+    int32_t code = 0;
+    PyObject *trace_id = PyBytes_FromStringAndSize("", 0), *span_id = Py_XNewRef(trace_id);
+    PyObject *parent = Py_XNewRef(trace_id), *name = PyUnicode_FromStringAndSize("", 0);
+    PyObject *message = Py_XNewRef(name), *attrs = PyDict_New(), *events = PyList_New(0);
+    if (trace_id == NULL || name == NULL || attrs == NULL || events == NULL) goto fail;
+    while (r.p < r.end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) goto fail;
+        switch (tag) {
+        case TAG(1, WT_LEN):
+            if (read_len(&r, &sub, &len) < 0 || set_bytes(sub, len, &trace_id) < 0) goto fail;
+            break;
+        case TAG(2, WT_LEN):
+            if (read_len(&r, &sub, &len) < 0 || set_bytes(sub, len, &span_id) < 0) goto fail;
+            break;
+        case TAG(4, WT_LEN):
+            if (read_len(&r, &sub, &len) < 0 || set_bytes(sub, len, &parent) < 0) goto fail;
+            break;
+        case TAG(5, WT_LEN):
+            if (read_len(&r, &sub, &len) < 0 || set_text(&r, sub, len, &name) < 0) goto fail;
+            break;
+        case TAG(7, WT_I64):
+            if (read_fixed64(&r, &start) < 0) goto fail;
+            break;
+        case TAG(8, WT_I64):
+            if (read_fixed64(&r, &end) < 0) goto fail;
+            break;
+        case TAG(9, WT_LEN):
+            if (read_len(&r, &sub, &len) < 0 || parse_key_value_into(&r, sub, len, attrs) < 0) goto fail;
+            break;
+        case TAG(11, WT_LEN): {
+            if (read_len(&r, &sub, &len) < 0) goto fail;
+            PyObject *event = otlp_event(&r, sub, len);
+            if (event == NULL) goto fail;
+            int rc = PyList_Append(events, event);
+            Py_DECREF(event);
+            if (rc < 0) goto fail;
+            break;
+        }
+        case TAG(15, WT_LEN):
+            if (read_len(&r, &sub, &len) < 0 || otlp_status(&r, sub, len, &code, &message) < 0) goto fail;
+            break;
+        default:
+            if (skip(&r, (int)(tag & 7)) < 0) goto fail;
+        }
+    }
+    return Py_BuildValue("(nnNNNNKKiNNN)", scope, index, trace_id, span_id, parent, name, (unsigned long long)start,
+                         (unsigned long long)end, (int)code, message, attrs, events);
+fail:
+    Py_XDECREF(trace_id);
+    Py_XDECREF(span_id);
+    Py_XDECREF(parent);
+    Py_XDECREF(name);
+    Py_XDECREF(message);
+    Py_XDECREF(attrs);
+    Py_XDECREF(events);
+    return NULL;
+}
+
+/* ScopeSpans: 2 spans. */
+static int otlp_scope(Reader *outer, const uint8_t *s, Py_ssize_t n, Py_ssize_t scope, PyObject *spans) {
+    Reader r;
+    Py_ssize_t index = 0;
+    if (nested(outer, &r, s, n) < 0) return -1;
+    while (r.p < r.end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) return -1;
+        if (tag != TAG(2, WT_LEN)) {
+            if (skip(&r, (int)(tag & 7)) < 0) return -1;
+            continue;
+        }
+        if (read_len(&r, &sub, &len) < 0) return -1;
+        PyObject *span = otlp_span(&r, sub, len, scope, index++);
+        if (span == NULL) return -1;
+        int rc = PyList_Append(spans, span);
+        Py_DECREF(span);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* Resource: 1 attributes; every Resource sent merges into the first. */
+static int otlp_resource(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *attrs) {
+    Reader r;
+    if (nested(outer, &r, s, n) < 0) return -1;
+    while (r.p < r.end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) return -1;
+        if (tag != TAG(1, WT_LEN)) {
+            if (skip(&r, (int)(tag & 7)) < 0) return -1;
+            continue;
+        }
+        if (read_len(&r, &sub, &len) < 0 || parse_key_value_into(&r, sub, len, attrs) < 0) return -1;
+    }
+    return 0;
+}
+
+/* ResourceSpans: 1 resource, 2 scope_spans. */
+static PyObject *otlp_resource_spans(Reader *outer, const uint8_t *s, Py_ssize_t n) {
+    Reader r;
+    Py_ssize_t scope = 0;
+    if (nested(outer, &r, s, n) < 0) return NULL;
+    PyObject *attrs = PyDict_New(), *spans = PyList_New(0);
+    if (attrs == NULL || spans == NULL) goto fail;
+    while (r.p < r.end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) goto fail;
+        if (tag == TAG(1, WT_LEN)) {
+            if (read_len(&r, &sub, &len) < 0 || otlp_resource(&r, sub, len, attrs) < 0) goto fail;
+        } else if (tag == TAG(2, WT_LEN)) {
+            if (read_len(&r, &sub, &len) < 0 || otlp_scope(&r, sub, len, scope++, spans) < 0) goto fail;
+        } else if (skip(&r, (int)(tag & 7)) < 0) {
+            goto fail;
+        }
+    }
+    return Py_BuildValue("(NN)", attrs, spans);
+fail:
+    Py_XDECREF(attrs);
+    Py_XDECREF(spans);
+    return NULL;
+}
+
+static PyObject *py_otlp_spans(PyObject *self, PyObject *arg) {
+    Py_buffer buf;
+    Reader r;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0) return NULL;
+    top_reader(&r, &buf, 0);
+    PyObject *out = PyList_New(0);
+    while (out != NULL && r.p < r.end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) goto fail;
+        if (tag != TAG(1, WT_LEN)) {
+            if (skip(&r, (int)(tag & 7)) < 0) goto fail;
+            continue;
+        }
+        if (read_len(&r, &sub, &len) < 0) goto fail;
+        PyObject *resource = otlp_resource_spans(&r, sub, len);
+        if (resource == NULL) goto fail;
+        int rc = PyList_Append(out, resource);
+        Py_DECREF(resource);
+        if (rc < 0) goto fail;
+    }
+    PyBuffer_Release(&buf);
+    return out;
+fail:
+    Py_XDECREF(out);
+    PyBuffer_Release(&buf);
+    return NULL;
+}
+
 /* -- plain values -> Struct / Value wire bytes -------------------------------------------------
  *
  * As server/convert/values.py's set_struct and set_value fill a message: str a string_value,
@@ -847,6 +1097,9 @@ static PyMethodDef methods[] = {
      "encode_span(trace_id, span_id, parent_span_id, name, span_type, start, end, code, message, inputs, outputs,"
      " attributes, events) -> bytes: a serialized mlgenai.v1.Span; inputs/outputs () or (value,), events"
      " [(name, time_unix_nano, attributes)]."},
+    {"otlp_spans", py_otlp_spans, METH_O,
+     "otlp_spans(data) -> [(resource attributes, [span tuple, ...]), ...]: a serialized OTLP"
+     " ExportTraceServiceRequest as the server reads it."},
     {"read_back", py_read_back, METH_O, "read_back(value): a JSON value as a Struct gives it back."},
     {NULL, NULL, 0, NULL},
 };

@@ -24,6 +24,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2 as ot
 
 from mlgenai.client import Client, span as new_span
 from mlgenai.client.convert import from_struct, from_value
+from mlgenai.client.errors import from_rpc_error
 from mlgenai.v1 import span_pb2, trace_pb2, trace_service_pb2 as tpb, trace_service_pb2_grpc as tg
 from store.orm.base import table
 from store.orm.traces import SpanRow
@@ -711,3 +712,30 @@ def test_export_is_listed_by_reflection_and_health(target: str) -> None:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         responses = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
     assert service in {s.name for s in responses[0].list_services_response.service}
+
+
+def test_bytes_that_are_no_export_request_are_invalid_argument_and_store_nothing(
+    api: Api, database: Database, target: str
+) -> None:
+    """The server reads the request's bytes itself (``server.otlp.plain_spans``): what a parser
+    refuses is INVALID_ARGUMENT, not grpc's INTERNAL "Exception deserializing request"."""
+    exp = api.experiment()
+    good = mk_request(({}, [mk_span(tid(), sid(), name="n\u00e9")])).SerializeToString()
+    not_utf8 = good.replace("n\u00e9".encode(), b"n\xff")  # a span name that is not UTF-8, same length
+    assert not_utf8 != good
+    before = snapshot(database, "traces", "spans", "trace_tags")
+    with grpc.insecure_channel(target) as channel:
+        raw: Any = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+
+        def export(data: bytes) -> Any:
+            try:
+                return raw(data, metadata=((HEADER, exp),), timeout=30)
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc) from None
+
+        for data in (not_utf8, good[:-3], b"\x0a\xff\x01"):
+            err = expect_error(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST", lambda d=data: export(d))
+            assert "ExportTraceServiceRequest" in str(err)
+        assert snapshot(database, "traces", "spans", "trace_tags") == before
+        assert export(good) == b""  # the same request, whole: stored, and an empty answer
+    assert count_rows(database, "spans") == 1

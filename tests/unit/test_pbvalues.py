@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from google.protobuf import struct_pb2
 from hypothesis import given, settings, strategies as st
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp_pb
 from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2 as otlp_trace_pb
 
 from mlgenai.client.convert import from_struct, from_value
@@ -23,6 +25,7 @@ from server.convert.datasets import _varint
 from server.convert.spans import read_back
 from server.convert.values import Fields, HasNul, NotFinite, plain_struct, plain_value, struct_of, value_of
 from server.validation import Violations
+from store.errors import InvalidArgument
 
 c: Any = values._pbvalues  # the tests of wire bytes call it directly
 
@@ -390,10 +393,123 @@ def test_otlp_spans_convert_the_same_with_and_without_the_c_module(monkeypatch: 
         ],
         events=[otlp_trace_pb.Span.Event(name="e", time_unix_nano=2, attributes=[common_pb2.KeyValue(key="k")])],
     )
-    converted = otlp.convert(span, Violations(), "span")
+    request = otlp_pb.ExportTraceServiceRequest(
+        resource_spans=[otlp_trace_pb.ResourceSpans(scope_spans=[otlp_trace_pb.ScopeSpans(spans=[span])])]
+    )
+    [(_, [plain])] = otlp.plain_spans(request.SerializeToString())
+    converted = otlp.convert(plain, Violations(), "span")
     assert converted is not None
     assert converted.attributes == {"n": str(2**60), "d": "Infinity", "b": "/w=="}
     stored = span_pb2.Span.FromString(converted.record.proto)
     assert from_value(stored.inputs) == {"q": [1, 2.5]}
     assert from_struct(stored.attributes) == {"n": str(2**60), "d": "Infinity", "b": "/w=="}
     assert [(e.name, from_struct(e.attributes)) for e in stored.events] == [("e", {"k": None})]
+
+
+# -- a whole OTLP request ----------------------------------------------------------------------
+
+ID = st.one_of(st.binary(max_size=17), st.sampled_from([b"", b"\x00" * 8, b"\x01" * 16]))
+FIXED64 = st.one_of(st.sampled_from([0, 1, 2**63, 2**64 - 1]), st.integers(0, 2**64 - 1))
+KVS = st.lists(st.tuples(st.sampled_from(["a", "b", "mlflow.spanInputs", ""]), ANY), max_size=4).map(
+    lambda pairs: [common_pb2.KeyValue(key=k, value=v) for k, v in pairs]
+)
+EVENT = st.builds(otlp_trace_pb.Span.Event, name=TEXT, time_unix_nano=FIXED64, attributes=KVS)
+SPAN = st.builds(
+    otlp_trace_pb.Span,
+    trace_id=ID,
+    span_id=ID,
+    parent_span_id=ID,
+    trace_state=TEXT,
+    name=TEXT,
+    kind=st.integers(0, 5),
+    start_time_unix_nano=FIXED64,
+    end_time_unix_nano=FIXED64,
+    attributes=KVS,
+    events=st.lists(EVENT, max_size=2),
+    links=st.lists(st.builds(otlp_trace_pb.Span.Link, trace_id=ID, attributes=KVS), max_size=1),
+    status=st.builds(otlp_trace_pb.Status, message=TEXT, code=st.integers(0, 2)),
+    flags=st.integers(0, 2**32 - 1),
+)
+REQUEST = st.builds(
+    otlp_pb.ExportTraceServiceRequest,
+    resource_spans=st.lists(
+        st.builds(
+            otlp_trace_pb.ResourceSpans,
+            resource=st.builds(resource_pb2.Resource, attributes=KVS),
+            scope_spans=st.lists(
+                st.builds(
+                    otlp_trace_pb.ScopeSpans,
+                    scope=st.builds(common_pb2.InstrumentationScope, name=TEXT),
+                    spans=st.lists(SPAN, max_size=3),
+                ),
+                max_size=2,
+            ),
+        ),
+        max_size=2,
+    ),
+)
+
+
+def same_request(fast: list[Any], walked: list[Any]) -> bool:
+    return len(fast) == len(walked) and all(
+        same(fa, wa) and len(fs) == len(ws) and all(same(list(f), list(w)) for f, w in zip(fs, ws, strict=True))
+        for (fa, fs), (wa, ws) in zip(fast, walked, strict=True)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(REQUEST)
+def test_an_otlp_request_reads_in_c_as_its_parsed_message_does(request: otlp_pb.ExportTraceServiceRequest):
+    fast = c.otlp_spans(request.SerializeToString())
+    walked = otlp._walk(request)
+    assert same_request(
+        [(a, [list(s) for s in sp]) for a, sp in fast], [(a, [list(s) for s in sp]) for a, sp in walked]
+    )
+
+
+def length_field(number: int, payload: bytes) -> bytes:
+    return key(number, 2) + _varint(len(payload)) + payload
+
+
+def test_otlp_fields_sent_twice_are_read_as_a_parser_reads_them():
+    """The last scalar wins, messages (resource, status) merge, a known number with another wire
+    type is an unknown field; the same bytes through upb give the same."""
+
+    def keyvalue(k: bytes, v: bytes) -> bytes:  # a KeyValue with a string AnyValue
+        return length_field(1, k) + length_field(2, length_field(1, v))
+
+    span = (
+        length_field(1, b"\x01" * 16) + length_field(2, b"\x02" * 8) + length_field(5, b"one") + length_field(5, b"two")
+        + key(5, 0) + b"\x07"  # name as a varint: an unknown field
+        + length_field(15, length_field(2, b"first") + key(3, 0) + b"\x02")  # status: message, code ERROR
+        + length_field(15, length_field(2, b"second"))  # merged: the message replaced, the code kept
+        + length_field(9, keyvalue(b"k", b"x")) + length_field(9, keyvalue(b"k", b"y"))
+    )  # fmt: skip
+    resource_1 = length_field(1, length_field(1, keyvalue(b"service.name", b"a")))
+    resource_2 = length_field(1, length_field(1, keyvalue(b"env", b"prod")))
+    data = length_field(1, resource_1 + resource_2 + length_field(2, length_field(2, span)))
+    [(attrs, [plain])] = c.otlp_spans(data)
+    assert attrs == {"service.name": "a", "env": "prod"}
+    assert (plain[5], plain[8], plain[9], plain[10]) == ("two", 2, "second", {"k": "y"})
+    walked = otlp._walk(otlp_pb.ExportTraceServiceRequest.FromString(data))
+    assert same_request([(attrs, [list(plain)])], [(a, [list(s) for s in sp]) for a, sp in walked])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        length_field(1, length_field(2, length_field(2, length_field(5, b"\xff\xfe")))),  # a name not UTF-8
+        length_field(1, length_field(2, length_field(2, length_field(1, b"\x01" * 16))))[:-3],  # cut short
+        b"\x0a\xff",  # a length beyond the data
+        key(1, 3),  # a group
+    ],
+)
+@pytest.mark.parametrize("native", [True, False])
+def test_bytes_that_are_no_otlp_request_are_invalid_argument(
+    monkeypatch: pytest.MonkeyPatch, data: bytes, native: bool
+):
+    if not native:
+        without_c(monkeypatch)
+    with pytest.raises(InvalidArgument) as caught:
+        otlp.plain_spans(data)
+    assert caught.value.reason == "MALFORMED_REQUEST"
