@@ -34,6 +34,11 @@ from sqlalchemy.engine import Dialect
 
 from store.query.raw import RawStatement, compile_raw
 
+try:  # store/_pgcopy.c, built by `make install` (optional: psycopg's write_row does the same)
+    from store import _pgcopy  # type: ignore[attr-defined]
+except ImportError:  # a machine without a C compiler
+    _pgcopy = None
+
 if TYPE_CHECKING:
     from store.uow import UnitOfWork
 
@@ -214,7 +219,8 @@ def insert_rows(
     ``BulkWrite`` (``executemany``) on SQLite. Rows are tuples in ``columns`` order, a JSON
     column's value its JSON text (as ``BulkWrite`` takes it).
 
-    COPY rows are formatted by psycopg's C extension, where ``BulkWrite``'s array parameters
+    The COPY's stream is made in one pass by ``store._pgcopy`` (store/_pgcopy.c; without it,
+    psycopg's ``write_row`` formats it a row at a time), where ``BulkWrite``'s array parameters
     are dumped element by element in Python (~0.4 s per 1,000 dataset records with their JSON
     and serialized protobuf; ~11% of an OTLP export's worker CPU for its spans: measured). The
     server also takes its multi-row insert path, and needs no speculative insertion as an
@@ -236,26 +242,37 @@ def insert_rows(
         if meanwhile is not None:
             meanwhile()
         return
-    types, json_at = _copy_types(table, columns)
+    types, json_at, kinds = _copy_types(table, columns)
     sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    # The whole stream is made before the COPY starts: a value of the wrong type raises with
+    # nothing sent.
+    data: bytes | None = _pgcopy.copy_binary(rows, kinds) if _pgcopy is not None else None
     dbapi_conn: Any = uow.conn.connection.dbapi_connection
     with uow._driver_errors(sql, dbapi_conn), dbapi_conn.cursor() as cursor:
         writer = _EndThen(cursor, meanwhile) if meanwhile is not None else None
         with cursor.copy(sql, writer=writer) as copy:
-            copy.set_types(types)
-            write = copy.write_row
-            if not json_at:
-                for row in rows:
-                    write(row)
+            if data is not None:
+                copy.write(data)
             else:
-                for row in rows:
-                    values = list(row)
-                    for i in json_at:
-                        if values[i] is not None:
-                            values[i] = _JSONB_VERSION + values[i].encode()
-                    write(values)
+                _write_rows(copy, types, json_at, rows)
         if writer is not None and writer.failed is not None:
             raise writer.failed
+
+
+def _write_rows(copy: Any, types: list[str], json_at: tuple[int, ...], rows: Sequence[Sequence[Any]]) -> None:
+    """The rows through psycopg's ``write_row`` (without ``store._pgcopy``)."""
+    copy.set_types(types)
+    write = copy.write_row
+    if not json_at:
+        for row in rows:
+            write(row)
+        return
+    for row in rows:
+        values = list(row)
+        for i in json_at:
+            if values[i] is not None:
+                values[i] = _JSONB_VERSION + values[i].encode()
+        write(values)
 
 
 class _EndThen(LibpqWriter):
@@ -300,24 +317,31 @@ _JSONB_VERSION = b"\x01"  # the one version of jsonb's binary format
 
 
 @cache
-def _copy_types(table: sa.Table, columns: tuple[str, ...]) -> tuple[list[str], tuple[int, ...]]:
-    """The type names psycopg dumps ``columns`` as in a binary COPY, and the JSON columns' positions."""
-    names, json_at = [], []
+def _copy_types(table: sa.Table, columns: tuple[str, ...]) -> tuple[list[str], tuple[int, ...], str]:
+    """The type names psycopg dumps ``columns`` as in a binary COPY, the JSON columns' positions,
+    and the columns' kinds for ``copy_binary`` (a letter each)."""
+    names, json_at, kinds = [], [], []
     for i, name in enumerate(columns):
         kind = table.c[name].type
         if isinstance(kind, (sa.JSON, postgresql.JSONB)):
             names.append("bytea")  # jsonb's binary form, built by insert_rows
             json_at.append(i)
+            kinds.append("j")
         elif isinstance(kind, sa.LargeBinary):
             names.append("bytea")
+            kinds.append("b")
         elif isinstance(kind, sa.BigInteger):
             names.append("int8")
+            kinds.append("q")
         elif isinstance(kind, sa.Integer):
             names.append("int4")
+            kinds.append("i")
         elif isinstance(kind, sa.Boolean):
             names.append("bool")
+            kinds.append("B")
         elif isinstance(kind, (sa.String, sa.Text)):
             names.append("text")  # varchar has text's binary format
+            kinds.append("t")
         else:
             raise TypeError(f"no COPY type for {table.c[name]}")
-    return names, tuple(json_at)
+    return names, tuple(json_at), "".join(kinds)
