@@ -40,20 +40,14 @@ _VALUES = Fields(span_pb2.Span.DESCRIPTOR, "inputs", "outputs", "attributes")  #
 PARENT_RULE = "empty, or 16 lowercase hex characters other than span_id"
 
 
-def _check_span(checks: Violations, at: str, span: span_pb2.Span, attribute_keys: Iterable[str]) -> None:
-    """LogSpans' checks of a span: its ids, then ``check_fields``."""
-    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+def _check_ids(checks: Violations, at: str, trace_id: str, span_id: str, parent: str) -> None:
+    """LogSpans' checks of a span's ids (``check_fields`` checks the rest)."""
     if not TRACE_ID.fullmatch(trace_id):
         check_trace_id(checks, f"{at}.trace_id", trace_id)
     if not SPAN_ID.fullmatch(span_id):
         checks.add(f"{at}.span_id", "16 lowercase hex characters")
     if parent and (not SPAN_ID.fullmatch(parent) or parent == span_id):
         checks.add(f"{at}.parent_span_id", PARENT_RULE)
-    status = span.status
-    check_fields(
-        checks, at, span.name, span.span_type, span.start_time_unix_nano, span.end_time_unix_nano,
-        status.code, status.message, attribute_keys, [e.name for e in span.events],
-    )  # fmt: skip
 
 
 _NAME_MAX, _TYPE_MAX, _TEXT_MAX = limits.SPAN_NAME_MAX, limits.SPAN_TYPE_MAX, limits.TEXT_MAX
@@ -131,25 +125,36 @@ def read_back(value: Any) -> Any:
 
 
 def to_record(span: span_pb2.Span, checks: Violations, at: str) -> SpanRecord | None:
-    """The store record of a LogSpans ``span``; problems go to ``checks`` (and None is returned)."""
+    """The store record of a LogSpans ``span``; problems go to ``checks`` (and None is returned).
+    Each field is read from the message once (a read costs ~0.1-0.3 µs)."""
     before = len(checks.items)
     proto = span.SerializeToString()
+    span_events = span.events
     attributes: dict[str, Any] | None
+    events: list[tuple[str, int, dict[str, Any]]] = []
     try:
         inputs, outputs, attributes = _VALUES.of(span, proto)
-        events = [(e.name, e.time_unix_nano, struct_of(e.attributes)) for e in span.events]
+        if span_events:
+            events = [(e.name, e.time_unix_nano, struct_of(e.attributes)) for e in span_events]
     except NotFinite:
         attributes = None
-    _check_span(checks, at, span, span.attributes.fields if attributes is None else attributes)
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    name, span_type, start, end = span.name, span.span_type, span.start_time_unix_nano, span.end_time_unix_nano
+    status = span.status
+    code, message = status.code, status.message
+    _check_ids(checks, at, trace_id, span_id, parent)
+    check_fields(
+        checks, at, name, span_type, start, end, code, message,
+        span.attributes.fields if attributes is None else attributes,
+        [e.name for e in span_events] if span_events else (),
+    )  # fmt: skip
     if len(checks.items) > before:
         return None
     if attributes is None:
         checks.add(at, "inputs, outputs, attributes and events must not contain NaN or Infinity")
         return None
-    status = span.status
     return record_of(
-        checks, at, span.trace_id, span.span_id, span.parent_span_id, span.name, span.span_type,
-        span.start_time_unix_nano, span.end_time_unix_nano, status.code, status.message,
+        checks, at, trace_id, span_id, parent, name, span_type, start, end, code, message,
         attributes, inputs, outputs, events, proto,
     )  # fmt: skip
 
