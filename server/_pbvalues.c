@@ -381,6 +381,29 @@ static PyObject *b64encode; /* base64.b64encode, imported at module init */
 
 static int parse_key_value_into(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *dict);
 
+/* fn(r, bytes, length, ctx) for each length-delimited field ``number`` left in ``r`` (a repeated
+ * message field), the other fields skipped. */
+typedef int (*EachFn)(Reader *r, const uint8_t *s, Py_ssize_t n, void *ctx);
+
+static int each_len_field(Reader *r, uint64_t number, EachFn fn, void *ctx) {
+    while (r->p < r->end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(r, &tag) < 0) return -1;
+        if (tag != ((number << 3) | WT_LEN)) {
+            if (skip(r, (int)(tag & 7)) < 0) return -1;
+            continue;
+        }
+        if (read_len(r, &sub, &len) < 0 || fn(r, sub, len, ctx) < 0) return -1;
+    }
+    return 0;
+}
+
+static int key_value_into(Reader *r, const uint8_t *s, Py_ssize_t n, void *dict) {
+    return parse_key_value_into(r, s, n, (PyObject *)dict);
+}
+
 static PyObject *parse_any(Reader *outer, const uint8_t *s, Py_ssize_t n) {
     Reader r;
     if (nested(outer, &r, s, n) < 0) return NULL;
@@ -502,23 +525,12 @@ static PyObject *py_key_values(PyObject *self, PyObject *args) {
     Reader r;
     top_reader(&r, &buf, 0);
     PyObject *dict = PyDict_New();
-    while (dict != NULL && r.p < r.end) {
-        uint64_t tag;
-        const uint8_t *sub;
-        Py_ssize_t len;
-        if (read_varint(&r, &tag) < 0) goto fail;
-        if (tag != (((uint64_t)number << 3) | WT_LEN)) {
-            if (skip(&r, (int)(tag & 7)) < 0) goto fail;
-            continue;
-        }
-        if (read_len(&r, &sub, &len) < 0 || parse_key_value_into(&r, sub, len, dict) < 0) goto fail;
+    if (dict != NULL && (number < 0 || each_len_field(&r, (uint64_t)number, key_value_into, dict) < 0)) {
+        if (number < 0) PyErr_SetString(PyExc_ValueError, "a field number");
+        Py_CLEAR(dict);
     }
     PyBuffer_Release(&buf);
     return dict;
-fail:
-    Py_XDECREF(dict);
-    PyBuffer_Release(&buf);
-    return NULL;
 }
 
 /* -- an OTLP ExportTraceServiceRequest, read at once ------------------------------------
@@ -665,46 +677,33 @@ fail:
     return NULL;
 }
 
-/* ScopeSpans: 2 spans. */
+/* ScopeSpans: 2 spans, each appended to ``spans`` with its scope's index and its own. */
+typedef struct {
+    Py_ssize_t scope, index;
+    PyObject *spans;
+} ScopeSpans;
+
+static int append_span(Reader *r, const uint8_t *s, Py_ssize_t n, void *ctx) {
+    ScopeSpans *at = ctx;
+    PyObject *span = otlp_span(r, s, n, at->scope, at->index++);
+    if (span == NULL) return -1;
+    int rc = PyList_Append(at->spans, span);
+    Py_DECREF(span);
+    return rc;
+}
+
 static int otlp_scope(Reader *outer, const uint8_t *s, Py_ssize_t n, Py_ssize_t scope, PyObject *spans) {
     Reader r;
-    Py_ssize_t index = 0;
+    ScopeSpans at = {scope, 0, spans};
     if (nested(outer, &r, s, n) < 0) return -1;
-    while (r.p < r.end) {
-        uint64_t tag;
-        const uint8_t *sub;
-        Py_ssize_t len;
-        if (read_varint(&r, &tag) < 0) return -1;
-        if (tag != TAG(2, WT_LEN)) {
-            if (skip(&r, (int)(tag & 7)) < 0) return -1;
-            continue;
-        }
-        if (read_len(&r, &sub, &len) < 0) return -1;
-        PyObject *span = otlp_span(&r, sub, len, scope, index++);
-        if (span == NULL) return -1;
-        int rc = PyList_Append(spans, span);
-        Py_DECREF(span);
-        if (rc < 0) return -1;
-    }
-    return 0;
+    return each_len_field(&r, 2, append_span, &at);
 }
 
 /* Resource: 1 attributes; every Resource sent merges into the first. */
 static int otlp_resource(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *attrs) {
     Reader r;
     if (nested(outer, &r, s, n) < 0) return -1;
-    while (r.p < r.end) {
-        uint64_t tag;
-        const uint8_t *sub;
-        Py_ssize_t len;
-        if (read_varint(&r, &tag) < 0) return -1;
-        if (tag != TAG(1, WT_LEN)) {
-            if (skip(&r, (int)(tag & 7)) < 0) return -1;
-            continue;
-        }
-        if (read_len(&r, &sub, &len) < 0 || parse_key_value_into(&r, sub, len, attrs) < 0) return -1;
-    }
-    return 0;
+    return each_len_field(&r, 1, key_value_into, attrs);
 }
 
 /* ResourceSpans: 1 resource, 2 scope_spans. */
@@ -734,34 +733,23 @@ fail:
     return NULL;
 }
 
+static int append_resource(Reader *r, const uint8_t *s, Py_ssize_t n, void *out) {
+    PyObject *resource = otlp_resource_spans(r, s, n);
+    if (resource == NULL) return -1;
+    int rc = PyList_Append((PyObject *)out, resource);
+    Py_DECREF(resource);
+    return rc;
+}
+
 static PyObject *py_otlp_spans(PyObject *self, PyObject *arg) {
     Py_buffer buf;
     Reader r;
     if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0) return NULL;
     top_reader(&r, &buf, 0);
     PyObject *out = PyList_New(0);
-    while (out != NULL && r.p < r.end) {
-        uint64_t tag;
-        const uint8_t *sub;
-        Py_ssize_t len;
-        if (read_varint(&r, &tag) < 0) goto fail;
-        if (tag != TAG(1, WT_LEN)) {
-            if (skip(&r, (int)(tag & 7)) < 0) goto fail;
-            continue;
-        }
-        if (read_len(&r, &sub, &len) < 0) goto fail;
-        PyObject *resource = otlp_resource_spans(&r, sub, len);
-        if (resource == NULL) goto fail;
-        int rc = PyList_Append(out, resource);
-        Py_DECREF(resource);
-        if (rc < 0) goto fail;
-    }
+    if (out != NULL && each_len_field(&r, 1, append_resource, out) < 0) Py_CLEAR(out);
     PyBuffer_Release(&buf);
     return out;
-fail:
-    Py_XDECREF(out);
-    PyBuffer_Release(&buf);
-    return NULL;
 }
 
 /* -- plain values -> Struct / Value wire bytes -------------------------------------------------
