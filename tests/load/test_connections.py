@@ -24,20 +24,31 @@ pytestmark = pytest.mark.slow
 CALLS = 48
 
 
-def _served_pids(log: Path, method: str = "GetExperiment") -> list[int]:
+def _logged_pids(log: Path, msg: str, method: str = "") -> list[int]:
     pids = []
     for line in log.read_text().splitlines():
         if line.startswith("{"):
             record = json.loads(line)
-            if record.get("msg") == "rpc" and record.get("method", "").endswith(method):
+            if record.get("msg") == msg and record.get("method", "").endswith(method):
                 pids.append(record["pid"])
     return pids
+
+
+def _served_pids(log: Path, method: str = "GetExperiment") -> list[int]:
+    return _logged_pids(log, "rpc", method)
+
+
+def _both_listening(srv: ServerProcess, log: Path) -> bool:
+    """Both workers have bound the port (a worker that has not yet gets no connection: on a
+    loaded machine the second one can start a few seconds after the first)."""
+    pids = srv.worker_pids()
+    return len(pids) == 2 and set(pids) <= set(_logged_pids(log, "listening"))
 
 
 def test_one_connection_reaches_one_worker_and_a_pool_reaches_both(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with ServerProcess(db_url, workers=2, log_level="INFO", log_path=log) as srv:
-        wait_for(lambda: len(srv.worker_pids()) == 2)
+        wait_for(lambda: _both_listening(srv, log))
         with connect(srv.target, timeout=10) as single:
             for _ in range(CALLS):
                 assert single.get_experiment("0")["name"] == "Default"
@@ -72,7 +83,7 @@ def test_connections_must_be_positive(capsys: pytest.CaptureFixture[str]) -> Non
 def test_load_generator_spreads_its_calls_over_both_workers(db_url: str, tmp_path: Path) -> None:
     log, report = tmp_path / "server.log", tmp_path / "report.json"
     with ServerProcess(db_url, workers=2, log_level="INFO", log_path=log) as srv:
-        wait_for(lambda: len(srv.worker_pids()) == 2)
+        wait_for(lambda: _both_listening(srv, log))
         argv = [
             "--target", srv.target, "--scenario", "readers", "--rate", "40", "--concurrency", "8",
             "--connections", "16", "--duration", "1.5", "--warmup", "0", "--seed", "3",
