@@ -144,6 +144,7 @@ static PyObject *number(double d) {
 
 static PyObject *parse_struct(Reader *outer, const uint8_t *s, Py_ssize_t n);
 static PyObject *parse_list(Reader *outer, const uint8_t *s, Py_ssize_t n);
+static PyObject *parse_any(Reader *outer, const uint8_t *s, Py_ssize_t n);
 
 /* A sub-reader over [s, s + n) one level deeper than ``outer``. */
 static int nested(Reader *outer, Reader *inner, const uint8_t *s, Py_ssize_t n) {
@@ -156,6 +157,94 @@ static int nested(Reader *outer, Reader *inner, const uint8_t *s, Py_ssize_t n) 
     inner->reject_nul = outer->reject_nul;
     inner->depth = outer->depth + 1;
     return 0;
+}
+
+/* fn(r, bytes, length, ctx) for each length-delimited field ``number`` left in ``r`` (a repeated
+ * message field), the other fields skipped. */
+typedef int (*EachFn)(Reader *r, const uint8_t *s, Py_ssize_t n, void *ctx);
+
+static int each_len_field(Reader *r, uint64_t number, EachFn fn, void *ctx) {
+    while (r->p < r->end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(r, &tag) < 0) return -1;
+        if (tag != ((number << 3) | WT_LEN)) {
+            if (skip(r, (int)(tag & 7)) < 0) return -1;
+            continue;
+        }
+        if (read_len(r, &sub, &len) < 0 || fn(r, sub, len, ctx) < 0) return -1;
+    }
+    return 0;
+}
+
+/* What a message [s, s + n) one level below ``outer`` reads as. */
+typedef PyObject *(*ParseFn)(Reader *outer, const uint8_t *s, Py_ssize_t n);
+
+typedef struct {
+    PyObject *list;
+    ParseFn parse;
+} Items;
+
+static int append_item(Reader *r, const uint8_t *s, Py_ssize_t n, void *ctx) {
+    Items *items = ctx;
+    PyObject *item = items->parse(r, s, n);
+    if (item == NULL) return -1;
+    int rc = PyList_Append(items->list, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* The repeated message field 1 of [s, s + n) (ListValue.values, ArrayValue.values) as a list of
+ * what ``parse`` reads each as. */
+static PyObject *list_of(Reader *outer, const uint8_t *s, Py_ssize_t n, ParseFn parse) {
+    Reader r;
+    if (nested(outer, &r, s, n) < 0) return NULL;
+    Items items = {PyList_New(0), parse};
+    if (items.list != NULL && each_len_field(&r, 1, append_item, &items) < 0) Py_CLEAR(items.list);
+    return items.list;
+}
+
+/* The repeated entry field 1 of [s, s + n) (Struct.fields, KeyValueList.values) as a dict, each
+ * entry added by ``into``. */
+static PyObject *dict_of(Reader *outer, const uint8_t *s, Py_ssize_t n, EachFn into) {
+    Reader r;
+    if (nested(outer, &r, s, n) < 0) return NULL;
+    PyObject *dict = PyDict_New();
+    if (dict != NULL && each_len_field(&r, 1, into, dict) < 0) Py_CLEAR(dict);
+    return dict;
+}
+
+/* A two-field entry (a Struct map entry, an OTLP KeyValue) into ``dict``: the key is field 1, the
+ * value field 2 as ``parse`` reads it (None when absent); a repeated key: the last one wins.
+ * ``value_first``: the value is read before the key, so that a NUL in both is reported as the
+ * value's, as the Python walk of a Struct does. */
+static int pair_into(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *dict, ParseFn parse, int value_first) {
+    Reader r;
+    const uint8_t *key_s, *value_s;
+    Py_ssize_t key_n, value_n;
+    PyObject *key = NULL, *value = NULL;
+    int rc = -1;
+    if (nested(outer, &r, s, n) < 0 || read_pair(&r, &key_s, &key_n, &value_s, &value_n) < 0) return -1;
+    if (!value_first && (key = text(&r, key_s, key_n, 1)) == NULL) goto done;
+    value = value_s == NULL ? Py_NewRef(Py_None) : parse(&r, value_s, value_n);
+    if (value == NULL) goto done;
+    if (value_first && (key = text(&r, key_s, key_n, 1)) == NULL) goto done;
+    rc = PyDict_SetItem(dict, key, value);
+done:
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    return rc;
+}
+
+static PyObject *parse_value(Reader *outer, const uint8_t *s, Py_ssize_t n);
+
+static int entry_into(Reader *r, const uint8_t *s, Py_ssize_t n, void *dict) {
+    return pair_into(r, s, n, dict, parse_value, 1);
+}
+
+static int key_value_into(Reader *r, const uint8_t *s, Py_ssize_t n, void *dict) {
+    return pair_into(r, s, n, dict, parse_any, 0);
 }
 
 static PyObject *parse_value(Reader *outer, const uint8_t *s, Py_ssize_t n) {
@@ -202,73 +291,11 @@ fail:
 }
 
 static PyObject *parse_list(Reader *outer, const uint8_t *s, Py_ssize_t n) {
-    Reader r;
-    if (nested(outer, &r, s, n) < 0) return NULL;
-    PyObject *list = PyList_New(0);
-    if (list == NULL) return NULL;
-    while (r.p < r.end) {
-        uint64_t tag;
-        const uint8_t *sub;
-        Py_ssize_t len;
-        if (read_varint(&r, &tag) < 0) goto fail;
-        if (tag == ((1 << 3) | WT_LEN)) { /* values */
-            if (read_len(&r, &sub, &len) < 0) goto fail;
-            PyObject *item = parse_value(&r, sub, len);
-            if (item == NULL) goto fail;
-            int rc = PyList_Append(list, item);
-            Py_DECREF(item);
-            if (rc < 0) goto fail;
-        } else if (skip(&r, (int)(tag & 7)) < 0) {
-            goto fail;
-        }
-    }
-    return list;
-fail:
-    Py_DECREF(list);
-    return NULL;
-}
-
-/* One map entry of Struct.fields: key (1) and value (2), either may be absent. */
-static int parse_entry(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *dict) {
-    Reader r;
-    if (nested(outer, &r, s, n) < 0) return -1;
-    const uint8_t *key_s, *value_s;
-    Py_ssize_t key_n, value_n;
-    if (read_pair(&r, &key_s, &key_n, &value_s, &value_n) < 0) return -1;
-    /* the value first: a NUL in both is reported as the value's, as the Python walk does */
-    PyObject *value = value_s == NULL ? Py_NewRef(Py_None) : parse_value(&r, value_s, value_n);
-    if (value == NULL) return -1;
-    PyObject *key = text(&r, key_s, key_n, 1);
-    if (key == NULL) {
-        Py_DECREF(value);
-        return -1;
-    }
-    int rc = PyDict_SetItem(dict, key, value); /* a repeated key: the last one wins */
-    Py_DECREF(key);
-    Py_DECREF(value);
-    return rc;
+    return list_of(outer, s, n, parse_value);
 }
 
 static PyObject *parse_struct(Reader *outer, const uint8_t *s, Py_ssize_t n) {
-    Reader r;
-    if (nested(outer, &r, s, n) < 0) return NULL;
-    PyObject *dict = PyDict_New();
-    if (dict == NULL) return NULL;
-    while (r.p < r.end) {
-        uint64_t tag;
-        const uint8_t *sub;
-        Py_ssize_t len;
-        if (read_varint(&r, &tag) < 0) goto fail;
-        if (tag == ((1 << 3) | WT_LEN)) { /* fields */
-            if (read_len(&r, &sub, &len) < 0 || parse_entry(&r, sub, len, dict) < 0) goto fail;
-        } else if (skip(&r, (int)(tag & 7)) < 0) {
-            goto fail;
-        }
-    }
-    return dict;
-fail:
-    Py_DECREF(dict);
-    return NULL;
+    return dict_of(outer, s, n, entry_into);
 }
 
 static int top_reader(Reader *r, Py_buffer *buf, int reject_nul) {
@@ -379,31 +406,6 @@ done:
 
 static PyObject *b64encode; /* base64.b64encode, imported at module init */
 
-static int parse_key_value_into(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *dict);
-
-/* fn(r, bytes, length, ctx) for each length-delimited field ``number`` left in ``r`` (a repeated
- * message field), the other fields skipped. */
-typedef int (*EachFn)(Reader *r, const uint8_t *s, Py_ssize_t n, void *ctx);
-
-static int each_len_field(Reader *r, uint64_t number, EachFn fn, void *ctx) {
-    while (r->p < r->end) {
-        uint64_t tag;
-        const uint8_t *sub;
-        Py_ssize_t len;
-        if (read_varint(r, &tag) < 0) return -1;
-        if (tag != ((number << 3) | WT_LEN)) {
-            if (skip(r, (int)(tag & 7)) < 0) return -1;
-            continue;
-        }
-        if (read_len(r, &sub, &len) < 0 || fn(r, sub, len, ctx) < 0) return -1;
-    }
-    return 0;
-}
-
-static int key_value_into(Reader *r, const uint8_t *s, Py_ssize_t n, void *dict) {
-    return parse_key_value_into(r, s, n, (PyObject *)dict);
-}
-
 static PyObject *parse_any(Reader *outer, const uint8_t *s, Py_ssize_t n) {
     Reader r;
     if (nested(outer, &r, s, n) < 0) return NULL;
@@ -432,47 +434,11 @@ static PyObject *parse_any(Reader *outer, const uint8_t *s, Py_ssize_t n) {
             if (isfinite(d)) next = PyFloat_FromDouble(d);
             else next = PyUnicode_FromString(isnan(d) ? "NaN" : (d > 0 ? "Infinity" : "-Infinity"));
         } else if (field == 5 && wt == WT_LEN) { /* ArrayValue */
-            Reader a;
-            if (read_len(&r, &sub, &len) < 0 || nested(&r, &a, sub, len) < 0) goto fail;
-            next = PyList_New(0);
-            while (next != NULL && a.p < a.end) {
-                uint64_t t;
-                const uint8_t *item_s;
-                Py_ssize_t item_n;
-                if (read_varint(&a, &t) < 0) goto drop;
-                if (t != ((1 << 3) | WT_LEN)) {
-                    if (skip(&a, (int)(t & 7)) < 0) goto drop;
-                    continue;
-                }
-                if (read_len(&a, &item_s, &item_n) < 0) goto drop;
-                PyObject *item = parse_any(&a, item_s, item_n);
-                if (item == NULL) goto drop;
-                int rc = PyList_Append(next, item);
-                Py_DECREF(item);
-                if (rc < 0) goto drop;
-                continue;
-            drop:
-                Py_CLEAR(next);
-            }
+            if (read_len(&r, &sub, &len) < 0) goto fail;
+            next = list_of(&r, sub, len, parse_any);
         } else if (field == 6 && wt == WT_LEN) { /* KeyValueList */
-            Reader kv;
-            if (read_len(&r, &sub, &len) < 0 || nested(&r, &kv, sub, len) < 0) goto fail;
-            next = PyDict_New();
-            while (next != NULL && kv.p < kv.end) {
-                uint64_t t;
-                const uint8_t *item_s;
-                Py_ssize_t item_n;
-                if (read_varint(&kv, &t) < 0) goto drop_kv;
-                if (t != ((1 << 3) | WT_LEN)) {
-                    if (skip(&kv, (int)(t & 7)) < 0) goto drop_kv;
-                    continue;
-                }
-                if (read_len(&kv, &item_s, &item_n) < 0 || parse_key_value_into(&kv, item_s, item_n, next) < 0)
-                    goto drop_kv;
-                continue;
-            drop_kv:
-                Py_CLEAR(next);
-            }
+            if (read_len(&r, &sub, &len) < 0) goto fail;
+            next = dict_of(&r, sub, len, key_value_into);
         } else if (field == 7 && wt == WT_LEN) {
             if (read_len(&r, &sub, &len) < 0) goto fail;
             PyObject *raw = PyBytes_FromStringAndSize((const char *)sub, len);
@@ -496,25 +462,6 @@ static PyObject *parse_any(Reader *outer, const uint8_t *s, Py_ssize_t n) {
 fail:
     Py_DECREF(result);
     return NULL;
-}
-
-static int parse_key_value_into(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *dict) {
-    Reader r;
-    if (nested(outer, &r, s, n) < 0) return -1;
-    const uint8_t *key_s, *value_s;
-    Py_ssize_t key_n, value_n;
-    if (read_pair(&r, &key_s, &key_n, &value_s, &value_n) < 0) return -1;
-    PyObject *key = text(&r, key_s, key_n, 1);
-    if (key == NULL) return -1;
-    PyObject *value = value_s == NULL ? Py_NewRef(Py_None) : parse_any(&r, value_s, value_n);
-    if (value == NULL) {
-        Py_DECREF(key);
-        return -1;
-    }
-    int rc = PyDict_SetItem(dict, key, value); /* a repeated key: the last one wins */
-    Py_DECREF(key);
-    Py_DECREF(value);
-    return rc;
 }
 
 /* key_values(data, number): the repeated KeyValue field ``number`` of a serialized message as a dict. */
@@ -577,7 +524,7 @@ static PyObject *otlp_event(Reader *outer, const uint8_t *s, Py_ssize_t n) {
         } else if (tag == TAG(2, WT_LEN)) {
             if (read_len(&r, &sub, &len) < 0 || set_text(&r, sub, len, &name) < 0) goto fail;
         } else if (tag == TAG(3, WT_LEN)) {
-            if (read_len(&r, &sub, &len) < 0 || parse_key_value_into(&r, sub, len, attrs) < 0) goto fail;
+            if (read_len(&r, &sub, &len) < 0 || key_value_into(&r, sub, len, attrs) < 0) goto fail;
         } else if (skip(&r, (int)(tag & 7)) < 0) {
             goto fail;
         }
@@ -646,7 +593,7 @@ static PyObject *otlp_span(Reader *outer, const uint8_t *s, Py_ssize_t n, Py_ssi
             if (read_fixed64(&r, &end) < 0) goto fail;
             break;
         case TAG(9, WT_LEN):
-            if (read_len(&r, &sub, &len) < 0 || parse_key_value_into(&r, sub, len, attrs) < 0) goto fail;
+            if (read_len(&r, &sub, &len) < 0 || key_value_into(&r, sub, len, attrs) < 0) goto fail;
             break;
         case TAG(11, WT_LEN): {
             if (read_len(&r, &sub, &len) < 0) goto fail;
