@@ -9,9 +9,15 @@
  * Values are read as server/convert/values.py documents: a number that is integral and within
  * +-2**53 becomes an int, other finite numbers a float; NaN and +-Infinity raise NotFinite; a
  * Value with no kind, or null_value, is None. With reject_nul, a string or key holding U+0000
- * raises HasNul. The input is a message protobuf serialized (upb writes each field once):
- * a repeated singular field or a repeated oneof member is read as "the last one wins", as a
- * parser does for scalars; malformed bytes raise ValueError.
+ * raises HasNul. A scalar sent more than once is read as "the last one wins", as a parser
+ * does; a message sent more than once where a parser would merge the two (a Value's struct_value
+ * or list_value twice in a row, a Struct entry's value twice) raises NeedsMerge, and so do a
+ * LogSpans span's message fields sent twice: log_spans hands such a span, and one holding a
+ * number without a JSON form, back as its bytes for the caller to parse. Malformed bytes raise
+ * ValueError (NotFinite, HasNul and NeedsMerge are ValueErrors too).
+ *
+ * log_spans reads a whole mlgenai.v1.LogSpansRequest, and otlp_spans an OTLP export request, as
+ * plain tuples per span: the server registers those methods without grpc's parse.
  *
  * The other way, it writes plain values as Struct/Value bytes, and a whole mlgenai.v1.Span
  * (encode_span) as upb would from the same values, refusing what upb refuses with the same
@@ -31,6 +37,7 @@ enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
 static PyObject *NotFinite; /* ValueError subclasses, created at import */
 static PyObject *HasNul;
+static PyObject *NeedsMerge;
 
 typedef struct {
     const uint8_t *p;
@@ -89,12 +96,14 @@ static int skip(Reader *r, int wire_type) {
 }
 
 /* A message of two length-delimited fields, 1 and 2 (a map entry, an OTLP KeyValue): their
- * bytes; an absent field 1 is empty, an absent field 2 NULL. */
-static int read_pair(Reader *r, const uint8_t **one_s, Py_ssize_t *one_n, const uint8_t **two_s, Py_ssize_t *two_n) {
+ * bytes; an absent field 1 is empty, an absent field 2 NULL. ``*twos``: how often field 2 came. */
+static int read_pair(Reader *r, const uint8_t **one_s, Py_ssize_t *one_n, const uint8_t **two_s, Py_ssize_t *two_n,
+                     int *twos) {
     *one_s = (const uint8_t *)"";
     *one_n = 0;
     *two_s = NULL;
     *two_n = 0;
+    *twos = 0;
     while (r->p < r->end) {
         uint64_t tag;
         if (read_varint(r, &tag) < 0) return -1;
@@ -102,11 +111,19 @@ static int read_pair(Reader *r, const uint8_t **one_s, Py_ssize_t *one_n, const 
             if (read_len(r, one_s, one_n) < 0) return -1;
         } else if (tag == ((2 << 3) | WT_LEN)) {
             if (read_len(r, two_s, two_n) < 0) return -1;
+            ++*twos;
         } else if (skip(r, (int)(tag & 7)) < 0) {
             return -1;
         }
     }
     return 0;
+}
+
+/* A message field sent twice, which a parser merges: refused with NeedsMerge (the caller reads
+ * such a message another way). */
+static int needs_merge(void) {
+    PyErr_SetString(NeedsMerge, "a message field is sent more than once (to be merged)");
+    return -1;
 }
 
 static int read_fixed64(Reader *r, uint64_t *out) {
@@ -145,6 +162,7 @@ static PyObject *number(double d) {
 static PyObject *parse_struct(Reader *outer, const uint8_t *s, Py_ssize_t n);
 static PyObject *parse_list(Reader *outer, const uint8_t *s, Py_ssize_t n);
 static PyObject *parse_any(Reader *outer, const uint8_t *s, Py_ssize_t n);
+static PyObject *parse_value(Reader *outer, const uint8_t *s, Py_ssize_t n);
 
 /* A sub-reader over [s, s + n) one level deeper than ``outer``. */
 static int nested(Reader *outer, Reader *inner, const uint8_t *s, Py_ssize_t n) {
@@ -224,8 +242,9 @@ static int pair_into(Reader *outer, const uint8_t *s, Py_ssize_t n, PyObject *di
     const uint8_t *key_s, *value_s;
     Py_ssize_t key_n, value_n;
     PyObject *key = NULL, *value = NULL;
-    int rc = -1;
-    if (nested(outer, &r, s, n) < 0 || read_pair(&r, &key_s, &key_n, &value_s, &value_n) < 0) return -1;
+    int rc = -1, twos;
+    if (nested(outer, &r, s, n) < 0 || read_pair(&r, &key_s, &key_n, &value_s, &value_n, &twos) < 0) return -1;
+    if (twos > 1 && parse == parse_value) return needs_merge(); /* (an OTLP AnyValue: the last wins) */
     if (!value_first && (key = text(&r, key_s, key_n, 1)) == NULL) goto done;
     value = value_s == NULL ? Py_NewRef(Py_None) : parse(&r, value_s, value_n);
     if (value == NULL) goto done;
@@ -236,8 +255,6 @@ done:
     Py_XDECREF(value);
     return rc;
 }
-
-static PyObject *parse_value(Reader *outer, const uint8_t *s, Py_ssize_t n);
 
 static int entry_into(Reader *r, const uint8_t *s, Py_ssize_t n, void *dict) {
     return pair_into(r, s, n, dict, parse_value, 1);
@@ -251,6 +268,7 @@ static PyObject *parse_value(Reader *outer, const uint8_t *s, Py_ssize_t n) {
     Reader r;
     if (nested(outer, &r, s, n) < 0) return NULL;
     PyObject *result = Py_NewRef(Py_None);
+    int member = 0; /* the oneof member read last */
     while (r.p < r.end) {
         uint64_t tag, v;
         const uint8_t *sub;
@@ -272,9 +290,11 @@ static PyObject *parse_value(Reader *outer, const uint8_t *s, Py_ssize_t n) {
             if (read_varint(&r, &v) < 0) goto fail;
             next = PyBool_FromLong(v != 0);
         } else if (field == 5 && wt == WT_LEN) { /* struct_value */
+            if (member == 5 && needs_merge() < 0) goto fail; /* a parser merges the two */
             if (read_len(&r, &sub, &len) < 0) goto fail;
             next = parse_struct(&r, sub, len);
         } else if (field == 6 && wt == WT_LEN) { /* list_value */
+            if (member == 6 && needs_merge() < 0) goto fail;
             if (read_len(&r, &sub, &len) < 0) goto fail;
             next = parse_list(&r, sub, len);
         } else {
@@ -282,7 +302,8 @@ static PyObject *parse_value(Reader *outer, const uint8_t *s, Py_ssize_t n) {
             continue;
         }
         if (next == NULL) goto fail;
-        Py_SETREF(result, next); /* a oneof: the last member read wins */
+        Py_SETREF(result, next); /* a oneof: the last member read wins (merged if the same message) */
+        member = field;
     }
     return result;
 fail:
@@ -699,6 +720,190 @@ static PyObject *py_otlp_spans(PyObject *self, PyObject *arg) {
     return out;
 }
 
+/* -- mlgenai.v1.LogSpansRequest -> plain spans -------------------------------------------------
+ *
+ * LogSpansRequest: 1 experiment_id, 2 spans. Span: 1 trace_id, 2 span_id, 3 parent_span_id, 4 name,
+ * 5 span_type, 6 start_time_unix_nano, 7 end_time_unix_nano (int64), 8 status (SpanStatus: 1 code,
+ * 2 message; a later one merges into the earlier), 9 inputs, 10 outputs (Value), 11 attributes
+ * (Struct), 12 events (SpanEvent: 1 name, 2 time_unix_nano, 3 attributes). Every string field is
+ * read, so checked as UTF-8, as a parser does; unknown fields are skipped. */
+
+/* SpanEvent -> (name, time_unix_nano, attributes). */
+static PyObject *log_event(Reader *outer, const uint8_t *s, Py_ssize_t n) {
+    Reader r;
+    if (nested(outer, &r, s, n) < 0) return NULL;
+    uint64_t time = 0;
+    PyObject *name = PyUnicode_FromStringAndSize("", 0), *attrs = NULL;
+    if (name == NULL) return NULL;
+    while (r.p < r.end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) goto fail;
+        if (tag == TAG(1, WT_LEN)) {
+            if (read_len(&r, &sub, &len) < 0 || set_text(&r, sub, len, &name) < 0) goto fail;
+        } else if (tag == TAG(2, WT_VARINT)) {
+            if (read_varint(&r, &time) < 0) goto fail;
+        } else if (tag == TAG(3, WT_LEN)) {
+            if (attrs != NULL && needs_merge() < 0) goto fail;
+            if (read_len(&r, &sub, &len) < 0 || (attrs = parse_struct(&r, sub, len)) == NULL) goto fail;
+        } else if (skip(&r, (int)(tag & 7)) < 0) {
+            goto fail;
+        }
+    }
+    if (attrs == NULL && (attrs = PyDict_New()) == NULL) goto fail;
+    return Py_BuildValue("(NLN)", name, (long long)(int64_t)time, attrs);
+fail:
+    Py_DECREF(name);
+    Py_XDECREF(attrs);
+    return NULL;
+}
+
+/* SpanStatus into *code and *message. */
+static int log_status(Reader *outer, const uint8_t *s, Py_ssize_t n, int32_t *code, PyObject **message) {
+    Reader r;
+    if (nested(outer, &r, s, n) < 0) return -1;
+    while (r.p < r.end) {
+        uint64_t tag, v;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) return -1;
+        if (tag == TAG(1, WT_VARINT)) {
+            if (read_varint(&r, &v) < 0) return -1;
+            *code = (int32_t)(uint32_t)v;
+        } else if (tag == TAG(2, WT_LEN)) {
+            if (read_len(&r, &sub, &len) < 0 || set_text(&r, sub, len, message) < 0) return -1;
+        } else if (skip(&r, (int)(tag & 7)) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A message-valued span field (inputs, outputs, attributes) into *slot: NeedsMerge if sent twice. */
+static int set_message(Reader *r, const uint8_t *s, Py_ssize_t n, ParseFn parse, PyObject **slot) {
+    if (*slot != NULL) return needs_merge();
+    *slot = parse(r, s, n);
+    return *slot == NULL ? -1 : 0;
+}
+
+/* Span -> (trace_id, span_id, parent_span_id, name, span_type, start, end, code, message, inputs,
+ * outputs, attributes, events, its bytes); an absent inputs or outputs is None. */
+static PyObject *log_span(Reader *outer, const uint8_t *s, Py_ssize_t n) {
+    Reader r;
+    if (nested(outer, &r, s, n) < 0) return NULL;
+    uint64_t start = 0, end = 0;
+    int32_t code = 0;
+    PyObject *text_fields[5] = {NULL}; /* trace_id, span_id, parent_span_id, name, span_type */
+    PyObject *message = NULL, *inputs = NULL, *outputs = NULL, *attrs = NULL, *events = PyList_New(0);
+    PyObject *empty = PyUnicode_FromStringAndSize("", 0);
+    if (events == NULL || empty == NULL) goto fail;
+    for (int i = 0; i < 5; i++) text_fields[i] = Py_NewRef(empty);
+    message = Py_NewRef(empty);
+    while (r.p < r.end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) goto fail;
+        int field = (int)(tag >> 3);
+        if (field >= 1 && field <= 5 && (tag & 7) == WT_LEN) {
+            if (read_len(&r, &sub, &len) < 0 || set_text(&r, sub, len, &text_fields[field - 1]) < 0) goto fail;
+            continue;
+        }
+        switch (tag) {
+        case TAG(6, WT_VARINT):
+            if (read_varint(&r, &start) < 0) goto fail;
+            break;
+        case TAG(7, WT_VARINT):
+            if (read_varint(&r, &end) < 0) goto fail;
+            break;
+        case TAG(8, WT_LEN):
+            if (read_len(&r, &sub, &len) < 0 || log_status(&r, sub, len, &code, &message) < 0) goto fail;
+            break;
+        case TAG(9, WT_LEN):
+            if (read_len(&r, &sub, &len) < 0 || set_message(&r, sub, len, parse_value, &inputs) < 0) goto fail;
+            break;
+        case TAG(10, WT_LEN):
+            if (read_len(&r, &sub, &len) < 0 || set_message(&r, sub, len, parse_value, &outputs) < 0) goto fail;
+            break;
+        case TAG(11, WT_LEN):
+            if (read_len(&r, &sub, &len) < 0 || set_message(&r, sub, len, parse_struct, &attrs) < 0) goto fail;
+            break;
+        case TAG(12, WT_LEN): {
+            if (read_len(&r, &sub, &len) < 0) goto fail;
+            PyObject *event = log_event(&r, sub, len);
+            if (event == NULL) goto fail;
+            int rc = PyList_Append(events, event);
+            Py_DECREF(event);
+            if (rc < 0) goto fail;
+            break;
+        }
+        default:
+            if (skip(&r, (int)(tag & 7)) < 0) goto fail;
+        }
+    }
+    if (attrs == NULL && (attrs = PyDict_New()) == NULL) goto fail;
+    PyObject *proto = PyBytes_FromStringAndSize((const char *)s, n);
+    if (proto == NULL) goto fail;
+    Py_DECREF(empty);
+    return Py_BuildValue("(NNNNNLLiNNNNNN)", text_fields[0], text_fields[1], text_fields[2], text_fields[3],
+                         text_fields[4], (long long)(int64_t)start, (long long)(int64_t)end, (int)code, message,
+                         inputs ? inputs : Py_NewRef(Py_None), outputs ? outputs : Py_NewRef(Py_None), attrs, events,
+                         proto);
+fail:
+    for (int i = 0; i < 5; i++) Py_XDECREF(text_fields[i]);
+    Py_XDECREF(empty);
+    Py_XDECREF(message);
+    Py_XDECREF(inputs);
+    Py_XDECREF(outputs);
+    Py_XDECREF(attrs);
+    Py_XDECREF(events);
+    return NULL;
+}
+
+/* A span as log_span reads it; one it cannot read as a parser would (a number that is not finite,
+ * a message field to be merged) as its bytes, for the caller to parse. */
+static int append_log_span(Reader *r, const uint8_t *s, Py_ssize_t n, void *out) {
+    PyObject *span = log_span(r, s, n);
+    if (span == NULL) {
+        if (!PyErr_ExceptionMatches(NotFinite) && !PyErr_ExceptionMatches(NeedsMerge)) return -1;
+        PyErr_Clear();
+        if ((span = PyBytes_FromStringAndSize((const char *)s, n)) == NULL) return -1;
+    }
+    int rc = PyList_Append((PyObject *)out, span);
+    Py_DECREF(span);
+    return rc;
+}
+
+static PyObject *py_log_spans(PyObject *self, PyObject *arg) {
+    Py_buffer buf;
+    Reader r;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0) return NULL;
+    top_reader(&r, &buf, 0);
+    PyObject *experiment_id = PyUnicode_FromStringAndSize("", 0), *spans = PyList_New(0);
+    if (experiment_id == NULL || spans == NULL) goto fail;
+    while (r.p < r.end) {
+        uint64_t tag;
+        const uint8_t *sub;
+        Py_ssize_t len;
+        if (read_varint(&r, &tag) < 0) goto fail;
+        if (tag == TAG(1, WT_LEN)) {
+            if (read_len(&r, &sub, &len) < 0 || set_text(&r, sub, len, &experiment_id) < 0) goto fail;
+        } else if (tag == TAG(2, WT_LEN)) {
+            if (read_len(&r, &sub, &len) < 0 || append_log_span(&r, sub, len, spans) < 0) goto fail;
+        } else if (skip(&r, (int)(tag & 7)) < 0) {
+            goto fail;
+        }
+    }
+    PyBuffer_Release(&buf);
+    return Py_BuildValue("(NN)", experiment_id, spans);
+fail:
+    PyBuffer_Release(&buf);
+    Py_XDECREF(experiment_id);
+    Py_XDECREF(spans);
+    return NULL;
+}
+
 /* -- plain values -> Struct / Value wire bytes -------------------------------------------------
  *
  * As server/convert/values.py's set_struct and set_value fill a message: str a string_value,
@@ -1035,6 +1240,9 @@ static PyMethodDef methods[] = {
     {"otlp_spans", py_otlp_spans, METH_O,
      "otlp_spans(data) -> [(resource attributes, [span tuple, ...]), ...]: a serialized OTLP"
      " ExportTraceServiceRequest as the server reads it."},
+    {"log_spans", py_log_spans, METH_O,
+     "log_spans(data) -> (experiment_id, [span tuple or span bytes, ...]): a serialized"
+     " mlgenai.v1.LogSpansRequest as the server reads it."},
     {"read_back", py_read_back, METH_O, "read_back(value): a JSON value as a Struct gives it back."},
     {NULL, NULL, 0, NULL},
 };
@@ -1057,8 +1265,10 @@ PyMODINIT_FUNC PyInit__pbvalues(void) {
     }
     NotFinite = PyErr_NewException("server._pbvalues.NotFinite", PyExc_ValueError, NULL);
     HasNul = PyErr_NewException("server._pbvalues.HasNul", PyExc_ValueError, NULL);
-    if (NotFinite == NULL || HasNul == NULL || PyModule_AddObjectRef(m, "NotFinite", NotFinite) < 0 ||
-        PyModule_AddObjectRef(m, "HasNul", HasNul) < 0) {
+    NeedsMerge = PyErr_NewException("server._pbvalues.NeedsMerge", PyExc_ValueError, NULL);
+    if (NotFinite == NULL || HasNul == NULL || NeedsMerge == NULL ||
+        PyModule_AddObjectRef(m, "NotFinite", NotFinite) < 0 || PyModule_AddObjectRef(m, "HasNul", HasNul) < 0 ||
+        PyModule_AddObjectRef(m, "NeedsMerge", NeedsMerge) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -44,7 +44,7 @@ from mlgenai.v1 import (
     trace_service_pb2,
     trace_service_pb2_grpc,
 )
-from server import logs, otlp, preserialized
+from server import logs, otlp, registration
 from server.interceptors import CallInterceptor
 from server.servicers.analytics import AnalyticsServicer
 from server.servicers.assessments import AssessmentServicer
@@ -104,14 +104,18 @@ def build_server(settings: Settings, db: Database) -> RunningServer:
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    experiment_service_pb2_grpc.add_ExperimentServiceServicer_to_server(ExperimentServicer(db), server)
-    preserialized.register(trace_service_pb2_grpc.add_TraceServiceServicer_to_server, TraceServicer(db), server)
-    assessment_service_pb2_grpc.add_AssessmentServiceServicer_to_server(AssessmentServicer(db), server)
-    evaluation_dataset_service_pb2_grpc.add_EvaluationDatasetServiceServicer_to_server(DatasetServicer(db), server)
-    logged_model_service_pb2_grpc.add_LoggedModelServiceServicer_to_server(LoggedModelServicer(db), server)
-    evaluation_run_service_pb2_grpc.add_EvaluationRunServiceServicer_to_server(RunServicer(db), server)
-    analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(AnalyticsServicer(db), server)
-    labeling_service_pb2_grpc.add_LabelingServiceServicer_to_server(LabelingServicer(db), server)
+    # Each request parsed inside the call (malformed bytes: INVALID_ARGUMENT): server/registration.py.
+    for add, servicer in (
+        (experiment_service_pb2_grpc.add_ExperimentServiceServicer_to_server, ExperimentServicer(db)),
+        (trace_service_pb2_grpc.add_TraceServiceServicer_to_server, TraceServicer(db)),
+        (assessment_service_pb2_grpc.add_AssessmentServiceServicer_to_server, AssessmentServicer(db)),
+        (evaluation_dataset_service_pb2_grpc.add_EvaluationDatasetServiceServicer_to_server, DatasetServicer(db)),
+        (logged_model_service_pb2_grpc.add_LoggedModelServiceServicer_to_server, LoggedModelServicer(db)),
+        (evaluation_run_service_pb2_grpc.add_EvaluationRunServiceServicer_to_server, RunServicer(db)),
+        (analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server, AnalyticsServicer(db)),
+        (labeling_service_pb2_grpc.add_LabelingServiceServicer_to_server, LabelingServicer(db)),
+    ):
+        registration.register(add, servicer, server)
     otlp.add_to_server(db, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

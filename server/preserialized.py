@@ -5,16 +5,13 @@ Spans are stored as their serialized ``Span`` (SPEC §3.2). A ``Trace`` on the w
 to GetTrace is those bytes joined. Parsing 10,000 stored spans into a ``Trace`` and serializing
 it again cost ~90 ms of the ~300 ms such a GetTrace takes.
 
-``register`` adds a generated service to the server so that any of its methods may return such
-bytes instead of a message: the response serializer passes ``bytes`` through as they are.
+A servicer method returns such bytes instead of a message; ``server/registration.py`` has the
+response serializer pass them through as they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
-
-import grpc
+from collections.abc import Iterable
 
 
 def field(number: int, payload: bytes) -> bytes:
@@ -44,40 +41,3 @@ def repeated(number: int, payloads: Iterable[bytes]) -> bytes:
     for payload in payloads:
         parts += (key, varint(len(payload)), payload)
     return b"".join(parts)
-
-
-def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
-    if serializer is None:
-        return None
-    return lambda response: response if isinstance(response, bytes) else serializer(response)
-
-
-def _patched(handler: Any) -> Any:
-    return handler._replace(response_serializer=_passing_bytes(handler.response_serializer))
-
-
-class _Generic(grpc.GenericRpcHandler):
-    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
-        self._inner = inner
-
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
-        handler = self._inner.service(handler_call_details)
-        return _patched(handler) if handler is not None else None
-
-
-class _Registrar:
-    """What a generated ``add_*Servicer_to_server`` calls, with the handlers patched."""
-
-    def __init__(self, server: grpc.Server) -> None:
-        self._server = server
-
-    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(tuple(_Generic(h) for h in handlers))
-
-    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Any]) -> None:
-        self._server.add_registered_method_handlers(service, {n: _patched(h) for n, h in handlers.items()})
-
-
-def register(add: Callable[[Any, Any], None], servicer: Any, server: grpc.Server) -> None:
-    """``add(servicer, server)`` (a generated function), letting methods return bytes."""
-    add(servicer, _Registrar(server))

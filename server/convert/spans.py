@@ -1,4 +1,13 @@
-"""Span: proto -> store record (validated), for LogSpans and OTLP Export."""
+"""Span: proto -> store record (validated), for LogSpans and OTLP Export.
+
+LogSpans reads its request's bytes with the C module (``read_log_spans``): each span comes out
+as a ``PlainSpan`` tuple whose last item is the span's own bytes, stored as they came (the same
+message a reader parses). Before, grpc parsed the request, each span was serialized again and
+its fields read one attribute at a time: ~24 against ~11 µs a span of ``make bench``. A span
+the module cannot read as a parser would (a number that is not finite, a message field sent
+twice, which a parser merges) comes as its bytes and is parsed into a ``Span``; so is every span
+where the module was not built. ``to_record`` converts such a ``Span``.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +16,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
+from google.protobuf.message import DecodeError
 
-from mlgenai.v1 import span_pb2
-from server.convert.values import Fields, NotFinite, struct_of
+from mlgenai.v1 import span_pb2, trace_service_pb2
+from server.convert.values import Fields, NotFinite, module, struct_of
+from server.registration import malformed
 from server.validation import Violations
 from store import limits
 from store.domain import SPAN_ERROR, SPAN_OK, SPAN_UNSET, SpanRecord
@@ -35,6 +46,25 @@ def check_trace_id(checks: Violations, field: str, trace_id: str) -> None:
 
 _EXACT = 2**53  # integral doubles up to here are read as int (JSON has no 1.0 vs 1)
 _VALUES = Fields(span_pb2.Span.DESCRIPTOR, "inputs", "outputs", "attributes")  # read at once
+_C = module()
+
+# (trace_id, span_id, parent_span_id, name, span_type, start, end, status code, status message,
+#  inputs, outputs, attributes, events [(name, time_unix_nano, attributes)], serialized Span)
+PlainSpan = tuple[
+    str, str, str, str, str, int, int, int, str, Any, Any, dict[str, Any], list[tuple[str, int, dict[str, Any]]], bytes
+]
+
+
+def read_log_spans(data: bytes) -> tuple[str, list[PlainSpan | span_pb2.Span]]:
+    """A serialized LogSpansRequest's experiment id and spans (INVALID_ARGUMENT if it is none)."""
+    try:
+        if _C is None:
+            request = trace_service_pb2.LogSpansRequest.FromString(data)
+            return request.experiment_id, list(request.spans)
+        experiment_id, spans = _C.log_spans(data)
+        return experiment_id, [s if type(s) is tuple else span_pb2.Span.FromString(s) for s in spans]
+    except (ValueError, DecodeError) as exc:  # UnicodeDecodeError too
+        raise malformed(trace_service_pb2.LogSpansRequest.DESCRIPTOR.full_name, exc) from None
 
 
 PARENT_RULE = "empty, or 16 lowercase hex characters other than span_id"
@@ -125,37 +155,48 @@ def read_back(value: Any) -> Any:
 
 
 def to_record(span: span_pb2.Span, checks: Violations, at: str) -> SpanRecord | None:
-    """The store record of a LogSpans ``span``; problems go to ``checks`` (and None is returned).
-    Each field is read from the message once (a read costs ~0.1-0.3 µs)."""
-    before = len(checks.items)
+    """The store record of a LogSpans ``span`` message; problems go to ``checks`` (and None is
+    returned). Each field is read from the message once (a read costs ~0.1-0.3 µs)."""
     proto = span.SerializeToString()
     span_events = span.events
-    attributes: dict[str, Any] | None
-    events: list[tuple[str, int, dict[str, Any]]] = []
+    status = span.status
     try:
         inputs, outputs, attributes = _VALUES.of(span, proto)
-        if span_events:
-            events = [(e.name, e.time_unix_nano, struct_of(e.attributes)) for e in span_events]
+        events = [(e.name, e.time_unix_nano, struct_of(e.attributes)) for e in span_events] if span_events else []
     except NotFinite:
-        attributes = None
-    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
-    name, span_type, start, end = span.name, span.span_type, span.start_time_unix_nano, span.end_time_unix_nano
-    status = span.status
-    code, message = status.code, status.message
+        before = len(checks.items)
+        _check_ids(checks, at, span.trace_id, span.span_id, span.parent_span_id)
+        check_fields(
+            checks, at, span.name, span.span_type, span.start_time_unix_nano, span.end_time_unix_nano,
+            status.code, status.message, span.attributes.fields, [e.name for e in span_events],
+        )  # fmt: skip
+        if len(checks.items) == before:
+            checks.add(at, "inputs, outputs, attributes and events must not contain NaN or Infinity")
+        return None
+    return plain_record(
+        (
+            span.trace_id, span.span_id, span.parent_span_id, span.name, span.span_type,
+            span.start_time_unix_nano, span.end_time_unix_nano, status.code, status.message,
+            inputs, outputs, attributes, events, proto,
+        ),
+        checks,
+        at,
+    )  # fmt: skip
+
+
+def plain_record(span: PlainSpan, checks: Violations, at: str) -> SpanRecord | None:
+    """The store record of a LogSpans span read by ``read_log_spans`` (see ``to_record``)."""
+    trace_id, span_id, parent, name, span_type, start, end, code, message, inputs, outputs, attributes, events, _ = span
+    before = len(checks.items)
     _check_ids(checks, at, trace_id, span_id, parent)
     check_fields(
-        checks, at, name, span_type, start, end, code, message,
-        span.attributes.fields if attributes is None else attributes,
-        [e.name for e in span_events] if span_events else (),
-    )  # fmt: skip
+        checks, at, name, span_type, start, end, code, message, attributes, [e[0] for e in events] if events else ()
+    )
     if len(checks.items) > before:
-        return None
-    if attributes is None:
-        checks.add(at, "inputs, outputs, attributes and events must not contain NaN or Infinity")
         return None
     return record_of(
         checks, at, trace_id, span_id, parent, name, span_type, start, end, code, message,
-        attributes, inputs, outputs, events, proto,
+        attributes, inputs, outputs, events, span[13],
     )  # fmt: skip
 
 

@@ -10,9 +10,10 @@ from mlgenai.v1 import trace_pb2, trace_service_pb2 as pb, trace_service_pb2_grp
 from server.convert.common import now_ms
 from server.convert.datasets import RECORD_ID
 from server.convert.ids import check_run_id
-from server.convert.spans import check_trace_id, to_record
+from server.convert.spans import check_trace_id, plain_record, read_log_spans, to_record
 from server.convert.traces import STATES, info_to_proto, trace_bytes
 from server.preserialized import repeated
+from server.registration import raw_request
 from server.validation import Violations
 from store import limits
 from store.domain import TRACE_IN_PROGRESS, SearchQuery, TraceStart
@@ -87,14 +88,19 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
 
         return self.db.write(tx)
 
-    def LogSpans(self, request: pb.LogSpansRequest, context: Ctx) -> pb.LogSpansResponse:
+    @raw_request  # read by read_log_spans (server/convert/spans.py)
+    def LogSpans(self, request: bytes, context: Ctx) -> pb.LogSpansResponse:  # type: ignore[override]
+        experiment_id, sent = read_log_spans(request)
         checks = Violations()
-        if not 0 < len(request.spans) <= limits.SPANS_PER_CALL_MAX:
-            checks.add("spans", f"1 to {limits.SPANS_PER_CALL_MAX} spans per call (got {len(request.spans)})")
-        records = [to_record(s, checks, f"spans[{i}]") for i, s in enumerate(request.spans)]
+        if not 0 < len(sent) <= limits.SPANS_PER_CALL_MAX:
+            checks.add("spans", f"1 to {limits.SPANS_PER_CALL_MAX} spans per call (got {len(sent)})")
+        records = [
+            plain_record(s, checks, f"spans[{i}]") if type(s) is tuple else to_record(s, checks, f"spans[{i}]")  # type: ignore[arg-type]
+            for i, s in enumerate(sent)
+        ]
         checks.raise_if_any()
         spans = [r for r in records if r is not None]
-        logged = self.db.write(lambda uow: uow.traces.log_spans(request.experiment_id, spans, now_ms()))
+        logged = self.db.write(lambda uow: uow.traces.log_spans(experiment_id, spans, now_ms()))
         return pb.LogSpansResponse(span_count=len({(s.trace_id, s.span_id) for s in spans}), trace_ids=logged.trace_ids)
 
     def EndTrace(self, request: pb.EndTraceRequest, context: Ctx) -> trace_pb2.TraceInfo:

@@ -37,7 +37,8 @@ class TraceServiceStub:
 
     Errors carry a `google.rpc.ErrorInfo` with an UPPER_SNAKE reason (and a `BadRequest` for
     INVALID_ARGUMENT). Common reasons: TRACE_NOT_FOUND, EXPERIMENT_NOT_FOUND, EXPERIMENT_DELETED,
-    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN.
+    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN; on every method
+    of every service, MALFORMED_REQUEST for bytes that do not parse as the request message.
     """
 
     def __init__(self, channel):
@@ -114,7 +115,8 @@ class TraceServiceServicer:
 
     Errors carry a `google.rpc.ErrorInfo` with an UPPER_SNAKE reason (and a `BadRequest` for
     INVALID_ARGUMENT). Common reasons: TRACE_NOT_FOUND, EXPERIMENT_NOT_FOUND, EXPERIMENT_DELETED,
-    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN.
+    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN; on every method
+    of every service, MALFORMED_REQUEST for bytes that do not parse as the request message.
     """
 
     def StartTrace(self, request, context):
@@ -306,7 +308,8 @@ class TraceService:
 
     Errors carry a `google.rpc.ErrorInfo` with an UPPER_SNAKE reason (and a `BadRequest` for
     INVALID_ARGUMENT). Common reasons: TRACE_NOT_FOUND, EXPERIMENT_NOT_FOUND, EXPERIMENT_DELETED,
-    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN.
+    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN; on every method
+    of every service, MALFORMED_REQUEST for bytes that do not parse as the request message.
     """
 
     @staticmethod

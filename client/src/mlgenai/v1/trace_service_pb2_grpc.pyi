@@ -38,7 +38,8 @@ class TraceServiceStub:
 
     Errors carry a `google.rpc.ErrorInfo` with an UPPER_SNAKE reason (and a `BadRequest` for
     INVALID_ARGUMENT). Common reasons: TRACE_NOT_FOUND, EXPERIMENT_NOT_FOUND, EXPERIMENT_DELETED,
-    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN.
+    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN; on every method
+    of every service, MALFORMED_REQUEST for bytes that do not parse as the request message.
     """
 
     @_typing.overload
@@ -126,7 +127,8 @@ class TraceServiceAsyncStub(TraceServiceStub):
 
     Errors carry a `google.rpc.ErrorInfo` with an UPPER_SNAKE reason (and a `BadRequest` for
     INVALID_ARGUMENT). Common reasons: TRACE_NOT_FOUND, EXPERIMENT_NOT_FOUND, EXPERIMENT_DELETED,
-    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN.
+    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN; on every method
+    of every service, MALFORMED_REQUEST for bytes that do not parse as the request message.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -210,7 +212,8 @@ class TraceServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Errors carry a `google.rpc.ErrorInfo` with an UPPER_SNAKE reason (and a `BadRequest` for
     INVALID_ARGUMENT). Common reasons: TRACE_NOT_FOUND, EXPERIMENT_NOT_FOUND, EXPERIMENT_DELETED,
-    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN.
+    TRACE_IN_OTHER_EXPERIMENT, INVALID_FIELD, INVALID_FILTER, INVALID_PAGE_TOKEN; on every method
+    of every service, MALFORMED_REQUEST for bytes that do not parse as the request message.
     """
 
     @_abc_1.abstractmethod
