@@ -31,6 +31,12 @@
 #include <string.h>
 
 #define MAX_DEPTH 200 /* protobuf parsers stop at 100 message levels */
+/* upb's limit, counting a request's top message as level 0 here. The span methods store what
+ * they read, and every reader's parser must take it back, in the deepest response that holds
+ * spans too (BatchGetTracesResponse > Trace > Span): otlp_spans refuses what upb refuses (a
+ * stored span sits no deeper there than in the export request), and log_spans one level more
+ * (a LogSpansRequest's spans are one level above that response's). */
+#define UPB_DEPTH 100
 #define EXACT 9007199254740992.0 /* 2**53 */
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
@@ -44,6 +50,7 @@ typedef struct {
     const uint8_t *end;
     int reject_nul;
     int depth;
+    int max_depth; /* MAX_DEPTH, or UPB_DEPTH where nothing deeper may be stored */
 } Reader;
 
 static int malformed(void) {
@@ -166,7 +173,7 @@ static PyObject *parse_value(Reader *outer, const uint8_t *s, Py_ssize_t n);
 
 /* A sub-reader over [s, s + n) one level deeper than ``outer``. */
 static int nested(Reader *outer, Reader *inner, const uint8_t *s, Py_ssize_t n) {
-    if (outer->depth + 1 > MAX_DEPTH) {
+    if (outer->depth + 1 > outer->max_depth) {
         PyErr_SetString(PyExc_ValueError, "nested too deeply");
         return -1;
     }
@@ -174,6 +181,7 @@ static int nested(Reader *outer, Reader *inner, const uint8_t *s, Py_ssize_t n) 
     inner->end = s + n;
     inner->reject_nul = outer->reject_nul;
     inner->depth = outer->depth + 1;
+    inner->max_depth = outer->max_depth;
     return 0;
 }
 
@@ -324,6 +332,7 @@ static int top_reader(Reader *r, Py_buffer *buf, int reject_nul) {
     r->end = r->p + buf->len;
     r->reject_nul = reject_nul;
     r->depth = 0;
+    r->max_depth = MAX_DEPTH;
     return 0;
 }
 
@@ -714,6 +723,7 @@ static PyObject *py_otlp_spans(PyObject *self, PyObject *arg) {
     Reader r;
     if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0) return NULL;
     top_reader(&r, &buf, 0);
+    r.max_depth = UPB_DEPTH;
     PyObject *out = PyList_New(0);
     if (out != NULL && each_len_field(&r, 1, append_resource, out) < 0) Py_CLEAR(out);
     PyBuffer_Release(&buf);
@@ -880,6 +890,7 @@ static PyObject *py_log_spans(PyObject *self, PyObject *arg) {
     Reader r;
     if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0) return NULL;
     top_reader(&r, &buf, 0);
+    r.max_depth = UPB_DEPTH - 1;
     PyObject *experiment_id = PyUnicode_FromStringAndSize("", 0), *spans = PyList_New(0);
     if (experiment_id == NULL || spans == NULL) goto fail;
     while (r.p < r.end) {

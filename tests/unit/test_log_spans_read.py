@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import given, settings, strategies as st
 
 from mlgenai.v1 import span_pb2, trace_service_pb2 as pb
@@ -218,3 +219,59 @@ def test_bytes_that_are_no_log_spans_request_are_invalid_argument(
         read_log_spans(data)
     assert caught.value.reason == "MALFORMED_REQUEST"
     assert "mlgenai.v1.LogSpansRequest" in str(caught.value)
+
+
+# -- nesting: what is stored must parse back ------------------------------------------------------
+
+
+def nested_value(kinds: str) -> bytes:
+    """A Value nesting a Struct ('s', one key) or a ListValue ('l', one item) per letter, outermost
+    first, around a number."""
+    value = key(2, 1) + struct.pack("<d", 1.0)
+    for kind in reversed(kinds):
+        value = length(5, entry(b"k", value)) if kind == "s" else length(6, length(1, value))
+    return value
+
+
+def placed(where: str, value: bytes) -> bytes:
+    if where == "inputs":
+        return length(9, value)
+    if where == "attributes":
+        return length(11, entry(b"a", value))
+    return length(12, length(1, b"ev") + length(3, entry(b"a", value)))  # an event's attributes
+
+
+def readable_in_every_response(span: bytes) -> bool:
+    """Whether upb parses ``span`` in the deepest response holding spans (BatchGetTraces)."""
+    try:
+        pb.BatchGetTracesResponse.FromString(length(1, length(2, span)))
+    except DecodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("where", ["inputs", "attributes", "event"])
+@pytest.mark.parametrize("pattern", ["l", "s", "ls", "sll"])
+def test_a_span_nested_too_deep_to_be_read_back_is_refused(where: str, pattern: str):
+    """upb refuses messages nested more than 100 levels. What LogSpans stores must parse back
+    in every response, BatchGetTraces' the deepest, one level below a LogSpansRequest's spans:
+    so LogSpans refuses what upb refuses and what would sit one level too deep there."""
+    upb_max = c_max = 0
+    for levels in range(10, 110):
+        kinds = (pattern * levels)[:levels]
+        body = BASE + placed(where, nested_value(kinds))
+        data = request(body)
+        try:
+            pb.LogSpansRequest.FromString(data)
+            upb_max = levels
+        except DecodeError:
+            pass
+        try:
+            read_log_spans(data)
+        except InvalidArgument as exc:
+            assert exc.reason == "MALFORMED_REQUEST"
+            continue
+        c_max = levels
+        assert upb_max == levels, "read what upb refuses"
+        assert readable_in_every_response(body), kinds
+    assert upb_max - 1 <= c_max <= upb_max

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
 from hypothesis import given, settings, strategies as st
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp_pb
 from opentelemetry.proto.common.v1 import common_pb2
@@ -513,3 +514,42 @@ def test_bytes_that_are_no_otlp_request_are_invalid_argument(
     with pytest.raises(InvalidArgument) as caught:
         otlp.plain_spans(data)
     assert caught.value.reason == "MALFORMED_REQUEST"
+
+
+@pytest.mark.parametrize("where", ["attributes", "event"])
+def test_an_otlp_span_nested_too_deep_to_be_read_back_is_refused(where: str):
+    """upb refuses messages nested more than 100 levels. An exported span's values sit as deep in
+    the stored span, inside BatchGetTraces' response, as in the export request: the module
+    refuses what upb refuses, so every span it stores parses back (the request is malformed)."""
+    from mlgenai.v1 import trace_service_pb2 as pb
+
+    stored_any = 0
+    for levels in range(20, 45):
+        value = key(3, 0) + b"\x01"  # AnyValue int_value 1, then kvlist_value > values > KeyValue
+        for _ in range(levels):
+            value = length_field(6, length_field(1, length_field(1, b"k") + length_field(2, value)))
+        attribute = length_field(1, b"a") + length_field(2, value)  # a KeyValue
+        span = length_field(1, b"\x01" * 16) + length_field(2, b"\x02" * 8) + length_field(5, b"n")
+        span += key(7, 1) + struct.pack("<Q", 1)
+        if where == "attributes":
+            span += length_field(9, attribute)
+        else:
+            span += length_field(11, length_field(2, b"e") + length_field(3, attribute))
+        data = length_field(1, length_field(2, length_field(2, span)))  # ResourceSpans > ScopeSpans > Span
+        try:
+            otlp_pb.ExportTraceServiceRequest.FromString(data)
+            parsed = True
+        except DecodeError:
+            parsed = False
+        try:
+            [(_, [plain])] = otlp.plain_spans(data)
+        except InvalidArgument as exc:
+            assert exc.reason == "MALFORMED_REQUEST" and not parsed, levels
+            continue
+        assert parsed, levels
+        converted = otlp.convert(plain, Violations(), "span")
+        assert converted is not None
+        batch = length_field(1, length_field(2, converted.record.proto))  # BatchGetTracesResponse > Trace > Span
+        pb.BatchGetTracesResponse.FromString(batch)
+        stored_any = levels
+    assert stored_any >= 30  # the limit is upb's, no lower
