@@ -276,9 +276,10 @@ def test_write_plans_made_on_a_small_table_still_seek_by_index(database: Databas
     assert "Seq Scan on new_traces" in scanning_plan, scanning_plan
 
 
-def _assess(uow: UnitOfWork, trace_id: str) -> None:
+def _assess(uow: UnitOfWork, *trace_ids: str) -> None:
     source = AssessmentSource("HUMAN", "rater")
-    uow.assessments.create([NewAssessment(trace_id, "quality", "feedback", source, 0.5)], 1, ["assessment"])
+    items = [NewAssessment(t, "quality", "feedback", source, 0.5) for t in trace_ids]
+    uow.assessments.create(items, 1, ["assessment"] * len(items))
 
 
 @pytest.mark.postgresql_only  # SQLite plans every statement afresh
@@ -286,7 +287,8 @@ def test_write_statements_keep_one_plan_per_connection(database: Database) -> No
     """A write connection plans each prepared statement once, not for every call's values.
     Under ``plan_cache_mode=auto`` the trace lock of CreateAssessment (``trace_id = ANY(ids)``)
     was planned afresh on every call, since its generic estimate (10 rows) never beat the
-    custom plans' (1 row): ~0.25 ms of PostgreSQL CPU per CreateAssessment."""
+    custom plans' (1 row): ~0.25 ms of PostgreSQL CPU per CreateAssessment. That lock is now
+    BatchCreateAssessments' (a single assessment is locked and written by one statement)."""
     experiment = database.write(lambda uow: uow.experiments.create("plans", "", {}, 1)).experiment_id
     database.write(
         lambda uow: uow.conn.exec_driver_sql(
@@ -301,15 +303,17 @@ def test_write_statements_keep_one_plan_per_connection(database: Database) -> No
         lambda uow: uow.conn.exec_driver_sql("SELECT trace_id FROM traces ORDER BY trace_id").scalars().all()
     )
     for trace_id in traces:  # on this thread's write connection: prepared by the first (store/query/pg_exec.py)
-        database.write(lambda uow, trace_id=trace_id: _assess(uow, trace_id))
-    plans = database.write(
-        lambda uow: uow.conn.exec_driver_sql(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %(s)s",
-            {"s": "%FOR KEY SHARE OF traces FOR SHARE OF experiments%"},
-        ).one()
-    )
-    assert plans.custom_plans == 0 and plans.generic_plans == len(traces), plans
-    assert count_rows(database, "assessments") == len(traces)
+        database.write(lambda uow, trace_id=trace_id: _assess(uow, trace_id))  # one statement (_PG_CREATE_ONE)
+        database.write(lambda uow, trace_id=trace_id: _assess(uow, trace_id, traces[0]))  # a batch: lock, insert
+    for statement in ("%FOR KEY SHARE OF traces FOR SHARE OF experiments%", "%locked_trace%"):
+        plans = database.write(
+            lambda uow, statement=statement: uow.conn.exec_driver_sql(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %(s)s",
+                {"s": statement},
+            ).one()
+        )
+        assert plans.custom_plans == 0 and plans.generic_plans == len(traces), (statement, plans)
+    assert count_rows(database, "assessments") == 3 * len(traces)
 
 
 def _blob(value: bytes) -> Any:
