@@ -566,8 +566,11 @@ fail:
     return NULL;
 }
 
-/* Status: 2 message, 3 code (an int32 enum); a later Status merges into the earlier. */
-static int otlp_status(Reader *outer, const uint8_t *s, Py_ssize_t n, int32_t *code, PyObject **message) {
+/* A status message (OTLP's Status, mlgenai's SpanStatus): its int32 enum code, field
+ * ``code_field``, and its message, field 2, into *code and *message; a later status merges
+ * into the earlier, as a parser merges it. */
+static int read_status(Reader *outer, const uint8_t *s, Py_ssize_t n, int code_field, int32_t *code,
+                       PyObject **message) {
     Reader r;
     if (nested(outer, &r, s, n) < 0) return -1;
     while (r.p < r.end) {
@@ -575,7 +578,7 @@ static int otlp_status(Reader *outer, const uint8_t *s, Py_ssize_t n, int32_t *c
         const uint8_t *sub;
         Py_ssize_t len;
         if (read_varint(&r, &tag) < 0) return -1;
-        if (tag == TAG(3, WT_VARINT)) {
+        if (tag == TAG(code_field, WT_VARINT)) {
             if (read_varint(&r, &v) < 0) return -1;
             *code = (int32_t)(uint32_t)v;
         } else if (tag == TAG(2, WT_LEN)) {
@@ -635,7 +638,7 @@ static PyObject *otlp_span(Reader *outer, const uint8_t *s, Py_ssize_t n, Py_ssi
             break;
         }
         case TAG(15, WT_LEN):
-            if (read_len(&r, &sub, &len) < 0 || otlp_status(&r, sub, len, &code, &message) < 0) goto fail;
+            if (read_len(&r, &sub, &len) < 0 || read_status(&r, sub, len, 3, &code, &message) < 0) goto fail;
             break;
         default:
             if (skip(&r, (int)(tag & 7)) < 0) goto fail;
@@ -769,27 +772,6 @@ fail:
     return NULL;
 }
 
-/* SpanStatus into *code and *message. */
-static int log_status(Reader *outer, const uint8_t *s, Py_ssize_t n, int32_t *code, PyObject **message) {
-    Reader r;
-    if (nested(outer, &r, s, n) < 0) return -1;
-    while (r.p < r.end) {
-        uint64_t tag, v;
-        const uint8_t *sub;
-        Py_ssize_t len;
-        if (read_varint(&r, &tag) < 0) return -1;
-        if (tag == TAG(1, WT_VARINT)) {
-            if (read_varint(&r, &v) < 0) return -1;
-            *code = (int32_t)(uint32_t)v;
-        } else if (tag == TAG(2, WT_LEN)) {
-            if (read_len(&r, &sub, &len) < 0 || set_text(&r, sub, len, message) < 0) return -1;
-        } else if (skip(&r, (int)(tag & 7)) < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* A message-valued span field (inputs, outputs, attributes) into *slot: NeedsMerge if sent twice. */
 static int set_message(Reader *r, const uint8_t *s, Py_ssize_t n, ParseFn parse, PyObject **slot) {
     if (*slot != NULL) return needs_merge();
@@ -828,7 +810,7 @@ static PyObject *log_span(Reader *outer, const uint8_t *s, Py_ssize_t n) {
             if (read_varint(&r, &end) < 0) goto fail;
             break;
         case TAG(8, WT_LEN):
-            if (read_len(&r, &sub, &len) < 0 || log_status(&r, sub, len, &code, &message) < 0) goto fail;
+            if (read_len(&r, &sub, &len) < 0 || read_status(&r, sub, len, 1, &code, &message) < 0) goto fail;
             break;
         case TAG(9, WT_LEN):
             if (read_len(&r, &sub, &len) < 0 || set_message(&r, sub, len, parse_value, &inputs) < 0) goto fail;

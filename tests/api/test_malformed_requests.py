@@ -17,6 +17,7 @@ from google.protobuf import descriptor_pool
 from mlgenai.client import Client, from_rpc_error
 from mlgenai.v1 import span_pb2, trace_service_pb2 as pb
 from server.app import SERVICE_NAMES
+from server.preserialized import varint
 from store.uow import Database
 from tests.api.trace_support import TRACE_TABLES, sid, tid
 from tests.helpers import count_rows, expect_error, snapshot
@@ -105,19 +106,10 @@ def test_attributes_sent_twice_are_stored_merged_and_found_by_either_half(client
 
     span = span_pb2.Span(trace_id=tid(1), span_id=sid(1), name="root", start_time_unix_nano=1, end_time_unix_nano=2)
     body = span.SerializeToString() + attribute(b"model", b"gpt-4") + attribute(b"team", b"search")
-    data = _len(1, exp.encode()) + bytes([2 << 3 | 2]) + _varint(len(body)) + body
+    data = _len(1, exp.encode()) + bytes([2 << 3 | 2]) + varint(len(body)) + body
     call_raw(target, "/mlgenai.v1.TraceService/LogSpans", data)
     stored = client.traces.GetTrace(pb.GetTraceRequest(trace_id=tid(1))).spans[0]
     assert {k: v.string_value for k, v in stored.attributes.fields.items()} == {"model": "gpt-4", "team": "search"}
     for text in ("span.attributes.model = 'gpt-4'", "span.attributes.team = 'search'"):
         found = client.traces.SearchTraces(pb.SearchTracesRequest(experiment_ids=[exp], filter=text))
         assert [t.trace_id for t in found.traces] == [tid(1)], text
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
