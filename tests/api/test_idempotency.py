@@ -148,6 +148,34 @@ def test_client_fills_a_fresh_request_id(client: Client, database: Database) -> 
     assert client.get_experiment_by_name("same-name") == first
 
 
+def test_every_call_style_gets_request_ids_and_decoded_errors(client: Client, database: Database) -> None:
+    """``with_call`` and ``future`` fill a fresh request_id and decode errors as a plain call does;
+    a future's failure is reported by the future (the call itself does not wait for it)."""
+    stub = client.experiments.CreateExperiment
+    request = pb.CreateExperimentRequest(name="styled")
+    created, call = stub.with_call(request)
+    assert created.name == "styled" and call.code() == grpc.StatusCode.OK
+    assert request.request_id == ""  # the caller's message is not altered
+    future = stub.future(pb.CreateExperimentRequest(name="styled-future"))
+    assert future.result(timeout=30).name == "styled-future" and future.exception() is None
+    assert count_rows(database, "request_ids") == 2
+
+    failing = stub.future(pb.CreateExperimentRequest(name="styled"))
+    done = threading.Event()
+    failing.add_done_callback(lambda f: done.set() if f is failing else None)
+    assert done.wait(30)
+    error = failing.exception(timeout=30)
+    assert isinstance(error, MlgenaiError) and error.reason == "EXPERIMENT_ALREADY_EXISTS"
+    with pytest.raises(MlgenaiError) as raised:
+        failing.result(timeout=30)
+    assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS and raised.value.reason == "EXPERIMENT_ALREADY_EXISTS"
+    with pytest.raises(MlgenaiError) as raised:
+        stub.with_call(pb.CreateExperimentRequest(name=""))
+    assert raised.value.reason == "INVALID_FIELD"
+    assert count_rows(database, "experiments", "name LIKE 'styled%'") == 2
+    assert count_rows(database, "request_ids") == 2  # failed and rejected calls store nothing
+
+
 # -- concurrency ---------------------------------------------------------------------------
 
 

@@ -109,3 +109,23 @@ def test_json_like_values_round_trip_with_their_kinds() -> None:
 def test_values_json_cannot_hold_are_refused(value: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
         to_value(value)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (1, 0),
+        (0, 1),
+        (0, 999),  # below a microsecond: truncated, not rounded
+        (1_700_000_000, 999_999_999),
+        (-1, 999_999_999),  # before the epoch
+        (-62_135_596_800, 0),  # 0001-01-01, the smallest valid Timestamp
+        (253_402_300_799, 999_999_999),  # 9999-12-31T23:59:59.999999999, the largest
+    ],
+)
+def test_timestamps_read_as_protobuf_reads_them(seconds: int, nanos: int) -> None:
+    """``to_dict``'s own Timestamp reading gives what ``Timestamp.ToDatetime`` gives in UTC."""
+    ts = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+    got = to_dict(trace_pb2.TraceInfo(request_time=ts))["request_time"]
+    want = ts.ToDatetime(tzinfo=dt.UTC)
+    assert got == want and got.tzinfo == want.tzinfo and repr(got) == repr(want)

@@ -107,10 +107,17 @@ def from_struct(s: struct_pb2.Struct) -> dict[str, Any]:
     return {k: from_value(v) for k, v in s.fields.items()}
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_delta = dt.timedelta
+
+
 def _timestamp(msg: timestamp_pb2.Timestamp) -> dt.datetime | None:
-    if msg.seconds == 0 and msg.nanos == 0:
+    """The UTC datetime of ``msg`` (nanoseconds truncated to microseconds, as ``ToDatetime``
+    does), without ``ToDatetime``'s checks and time zone conversion; None when unset."""
+    seconds, nanos = msg.seconds, msg.nanos
+    if seconds == 0 and nanos == 0:
         return None
-    return msg.ToDatetime(tzinfo=dt.UTC)
+    return _EPOCH + _delta(seconds=seconds, microseconds=nanos // 1000)
 
 
 def _list_value(msg: struct_pb2.ListValue) -> list[Any]:
