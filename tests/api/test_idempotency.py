@@ -158,7 +158,10 @@ def test_every_call_style_gets_request_ids_and_decoded_errors(client: Client, da
     assert request.request_id == ""  # the caller's message is not altered
     future = stub.future(pb.CreateExperimentRequest(name="styled-future"))
     assert future.result(timeout=30).name == "styled-future" and future.exception() is None
-    assert count_rows(database, "request_ids") == 2
+    # grpc's other arguments pass through by position too: timeout, then metadata
+    positional = stub(pb.CreateExperimentRequest(name="styled-positional"), 30, (("x-test", "1"),))
+    assert positional.name == "styled-positional"
+    assert count_rows(database, "request_ids") == 3
 
     failing = stub.future(pb.CreateExperimentRequest(name="styled"))
     done = threading.Event()
@@ -172,8 +175,8 @@ def test_every_call_style_gets_request_ids_and_decoded_errors(client: Client, da
     with pytest.raises(MlgenaiError) as raised:
         stub.with_call(pb.CreateExperimentRequest(name=""))
     assert raised.value.reason == "INVALID_FIELD"
-    assert count_rows(database, "experiments", "name LIKE 'styled%'") == 2
-    assert count_rows(database, "request_ids") == 2  # failed and rejected calls store nothing
+    assert count_rows(database, "experiments", "name LIKE 'styled%'") == 3
+    assert count_rows(database, "request_ids") == 3  # failed and rejected calls store nothing
 
 
 # -- concurrency ---------------------------------------------------------------------------

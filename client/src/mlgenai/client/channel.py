@@ -134,25 +134,27 @@ class _Unary:
         self._next: Callable[[], Any] = itertools.cycle(callables).__next__ if len(callables) > 1 else lambda: only
         self._timeout = timeout
 
-    def __call__(self, request: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+    # The rest of grpc's arguments (metadata, credentials, wait_for_ready, compression) pass
+    # through, by position or by name.
+    def __call__(self, request: Any, timeout: float | None = None, *args: Any, **kwargs: Any) -> Any:
         try:
             return self._next()(
-                _with_request_id(request), timeout=self._timeout if timeout is None else timeout, **kwargs
+                _with_request_id(request), self._timeout if timeout is None else timeout, *args, **kwargs
             )
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
 
-    def with_call(self, request: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+    def with_call(self, request: Any, timeout: float | None = None, *args: Any, **kwargs: Any) -> Any:
         try:
             return self._next().with_call(
-                _with_request_id(request), timeout=self._timeout if timeout is None else timeout, **kwargs
+                _with_request_id(request), self._timeout if timeout is None else timeout, *args, **kwargs
             )
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
 
-    def future(self, request: Any, timeout: float | None = None, **kwargs: Any) -> _DecodedFuture:
+    def future(self, request: Any, timeout: float | None = None, *args: Any, **kwargs: Any) -> _DecodedFuture:
         inner = self._next().future(
-            _with_request_id(request), timeout=self._timeout if timeout is None else timeout, **kwargs
+            _with_request_id(request), self._timeout if timeout is None else timeout, *args, **kwargs
         )
         return _DecodedFuture(inner)
 
